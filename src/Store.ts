@@ -1,0 +1,295 @@
+/**
+ * The `Store` service: a versioned key-value store with a change stream and locks.
+ *
+ * This module holds the abstract service, its models, mutation constructors and errors.
+ * The SQL implementation shared by every backend lives in `internal/storeSql.ts`.
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { ParseError } from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
+
+// ---------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------
+
+/** One stored key. `created` is set when the key is first written and never changes. */
+export class KvRecord extends Schema.Class<KvRecord>("KvRecord")({
+  key: Schema.String,
+  version: Schema.Number,
+  value: Schema.Unknown,
+  type: Schema.String,
+  created: Schema.Date,
+}) {}
+
+export const StreamAction = Schema.Literal("create", "update", "delete")
+export type StreamAction = typeof StreamAction.Type
+
+/** One change of a user key, in commit order. */
+export class StreamRecord extends Schema.Class<StreamRecord>("StreamRecord")({
+  seq: Schema.Number,
+  action: StreamAction,
+  record: KvRecord,
+}) {}
+
+export class LockStatus extends Schema.Class<LockStatus>("LockStatus")({
+  name: Schema.String,
+  lockedBy: Schema.String,
+  lockedAt: Schema.Date,
+  expiresAt: Schema.Date,
+}) {}
+
+/** `offset` absent means 0; `limit` absent or `-1` means no limit. */
+export interface Page {
+  readonly offset?: number | undefined
+  readonly limit?: number | undefined
+}
+
+export interface WriteOptions {
+  /** The record type; derived from the value when absent (see {@link typeOf}). */
+  readonly type?: string | undefined
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/** A version check failed; nothing was written. `expected` is the version the caller gave. */
+export class VersionMismatchError extends Schema.TaggedError<VersionMismatchError>()("VersionMismatchError", {
+  key: Schema.String,
+  expected: Schema.Number,
+}) {
+  override get message() {
+    return this.expected === 0
+      ? `version mismatch on "${this.key}": expected the key to be absent`
+      : `version mismatch on "${this.key}": expected version ${this.expected}`
+  }
+}
+
+/** The arguments were rejected before the database was touched. */
+export class InvalidArgumentError extends Schema.TaggedError<InvalidArgumentError>()("InvalidArgumentError", {
+  message: Schema.String,
+}) {}
+
+/** The backend failed. `cause` keeps the driver's error. */
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  operation: Schema.String,
+  cause: Schema.Defect,
+}) {
+  override get message() {
+    return `${this.operation} failed: ${describeCause(this.cause)}`
+  }
+}
+
+const describeCause = (cause: unknown): string => {
+  if (typeof cause === "object" && cause !== null) {
+    const inner = (cause as { cause?: unknown }).cause
+    const own = (cause as { message?: unknown }).message
+    // SqlError wraps the driver error; the driver's message is the useful one.
+    if (inner !== undefined && typeof inner === "object" && inner !== null && "message" in inner) {
+      const innerMessage = String((inner as { message: unknown }).message)
+      if (innerMessage.length > 0) return innerMessage
+    }
+    if (typeof own === "string" && own.length > 0) return own
+  }
+  return String(cause)
+}
+
+// ---------------------------------------------------------------------------
+// Mutations for `mutateAll`
+// ---------------------------------------------------------------------------
+
+export type Mutation = Data.TaggedEnum<{
+  Put: {
+    readonly key: string
+    readonly version: number
+    readonly value: unknown
+    readonly type?: string | undefined
+  }
+  Patch: {
+    readonly key: string
+    readonly version: number
+    readonly patch: unknown
+    readonly type?: string | undefined
+  }
+  Delete: { readonly key: string }
+  DeletePrefix: { readonly prefix: string; readonly page?: Page | undefined }
+  DeleteRange: { readonly from: string; readonly to: string; readonly page?: Page | undefined }
+}>
+
+const MutationCtor = Data.taggedEnum<Mutation>()
+
+/** Constructors for the mutations `mutateAll` applies in one transaction. */
+export const Mutation = {
+  put: (key: string, version: number, value: unknown, options?: WriteOptions): Mutation =>
+    MutationCtor.Put({ key, version, value, type: options?.type }),
+  patch: (key: string, version: number, patch: unknown, options?: WriteOptions): Mutation =>
+    MutationCtor.Patch({ key, version, patch, type: options?.type }),
+  delete: (key: string): Mutation => MutationCtor.Delete({ key }),
+  deletePrefix: (prefix: string, page?: Page): Mutation => MutationCtor.DeletePrefix({ prefix, page }),
+  deleteRange: (from: string, to: string, page?: Page): Mutation =>
+    MutationCtor.DeleteRange({ from, to, page }),
+  $match: MutationCtor.$match,
+  $is: MutationCtor.$is,
+}
+
+// ---------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------
+
+type Fails<A, E = never> = Effect.Effect<A, E | InvalidArgumentError | StoreError>
+
+export interface StoreService {
+  /** Create or upgrade the tables; idempotent. */
+  readonly init: () => Effect.Effect<void, StoreError>
+  readonly get: (key: string) => Fails<Option.Option<KvRecord>>
+  /** Any number of keys; missing keys are absent from the map. */
+  readonly getBatch: (keys: Iterable<string>) => Fails<ReadonlyMap<string, KvRecord>>
+  /** Keys starting with `prefix`, ordered by key; `%`, `_` and `\` are ordinary characters. */
+  readonly getPrefix: (prefix: string, page?: Page) => Fails<ReadonlyArray<KvRecord>>
+  /** `from <= key < to`, ordered by key. */
+  readonly getRange: (from: string, to: string, page?: Page) => Fails<ReadonlyArray<KvRecord>>
+  /** Records of one type; `"all"` means every record. */
+  readonly getType: (type: string, page?: Page) => Fails<ReadonlyArray<KvRecord>>
+  readonly list: (page?: Page) => Fails<ReadonlyArray<KvRecord>>
+  /** Version `-1` writes unconditionally, `0` only inserts, `n > 0` only replaces version `n`. */
+  readonly put: (
+    key: string,
+    version: number,
+    value: unknown,
+    options?: WriteOptions,
+  ) => Fails<KvRecord, VersionMismatchError>
+  /** RFC 7396 merge patch with the same version rules as `put`; a missing key is created. */
+  readonly patch: (
+    key: string,
+    version: number,
+    patch: unknown,
+    options?: WriteOptions,
+  ) => Fails<KvRecord, VersionMismatchError>
+  /** The number of keys deleted; missing keys are not an error. */
+  readonly delete: (...keys: ReadonlyArray<string>) => Fails<number>
+  /** `"*"` deletes every key; an empty prefix is rejected. */
+  readonly deletePrefix: (prefix: string, page?: Page) => Fails<number>
+  readonly deleteRange: (from: string, to: string, page?: Page) => Fails<number>
+  readonly count: () => Fails<number>
+  readonly countPrefix: (prefix: string) => Fails<number>
+  readonly countRange: (from: string, to: string) => Fails<number>
+  /** All mutations in one transaction; the rows each affected. One failure rolls back all. */
+  readonly mutateAll: (
+    mutations: ReadonlyArray<Mutation>,
+  ) => Fails<ReadonlyArray<number>, VersionMismatchError>
+  /** Change records with `seq >= seq`, in order; `type` `"all"` means every record type. */
+  readonly stream: (type: string, seq: number, limit?: number) => Fails<ReadonlyArray<StreamRecord>>
+  /** The latest seq, 0 when the stream has never been written. */
+  readonly streamSeq: () => Fails<number>
+  /** Delete stream records with `seq <= seq`; the number deleted. */
+  readonly streamTrim: (seq: number) => Fails<number>
+  /** `true` when acquired or refreshed by the same holder, `false` while another holder's lock is live. */
+  readonly lockAcquire: (name: string, lockedBy: string, duration: Duration.DurationInput) => Fails<boolean>
+  /** Releases only when held by `lockedBy`; `true` when it was released. */
+  readonly lockRelease: (name: string, lockedBy: string) => Fails<boolean>
+  readonly lockStatus: (name: string) => Fails<Option.Option<LockStatus>>
+}
+
+export class Store extends Context.Tag("effect-kv/Store")<Store, StoreService>() {}
+
+// ---------------------------------------------------------------------------
+// Record types
+// ---------------------------------------------------------------------------
+
+/**
+ * The type a value is stored under when no explicit type is given: a class instance's
+ * constructor name, `object` for plain objects, else `array`, `string`, `number`,
+ * `boolean` or `null`.
+ */
+export const typeOf = (value: unknown): string => {
+  if (value === null) return "null"
+  if (Array.isArray(value)) return "array"
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+      return typeof value
+    case "object": {
+      const proto = Object.getPrototypeOf(value)
+      if (proto === null || proto === Object.prototype) return "object"
+      const name = (proto.constructor as { name?: unknown } | undefined)?.name
+      return typeof name === "string" && name.length > 0 ? name : "object"
+    }
+    default:
+      return "object"
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Typed access
+// ---------------------------------------------------------------------------
+
+/** A record whose value was decoded with a Schema. */
+export interface TypedRecord<A> {
+  readonly key: string
+  readonly version: number
+  readonly value: A
+  readonly type: string
+  readonly created: Date
+}
+
+export interface TypedStore<A> {
+  readonly type: string
+  readonly get: (key: string) => Fails<Option.Option<TypedRecord<A>>, ParseError>
+  readonly put: (
+    key: string,
+    version: number,
+    value: A,
+  ) => Fails<TypedRecord<A>, VersionMismatchError | ParseError>
+  /** Every record of this type, ordered by key. */
+  readonly list: (page?: Page) => Fails<ReadonlyArray<TypedRecord<A>>, ParseError>
+}
+
+/**
+ * Binds a Schema (and the type name its records are stored under) to the store.
+ * Values are encoded on write and decoded on read; a value that does not decode fails
+ * with a `ParseError`. The type name defaults to the schema's identifier.
+ */
+export const typed = <A, I>(
+  schema: Schema.Schema<A, I>,
+  typeName?: string,
+): Effect.Effect<TypedStore<A>, never, Store> =>
+  Effect.map(Store, (store) => {
+    const type = typeName ?? schemaName(schema)
+    const decode = Schema.decodeUnknown(schema)
+    const encode = Schema.encode(schema)
+    const decodeRecord = (record: KvRecord) =>
+      Effect.map(decode(record.value), (value): TypedRecord<A> => ({ ...record, value }))
+    const decodeAll = (records: ReadonlyArray<KvRecord>) => Effect.forEach(records, decodeRecord)
+    return {
+      type,
+      get: (key) =>
+        Effect.flatMap(
+          store.get(key),
+          Option.match({
+            onNone: () => Effect.succeedNone,
+            onSome: (record) => Effect.asSome(decodeRecord(record)),
+          }),
+        ),
+      put: (key, version, value) =>
+        encode(value).pipe(
+          Effect.flatMap((encoded) => store.put(key, version, encoded, { type })),
+          Effect.map((record): TypedRecord<A> => ({ ...record, value })),
+        ),
+      list: (page) => Effect.flatMap(store.getType(type, page), decodeAll),
+    }
+  })
+
+const schemaName = (schema: Schema.Schema.Any): string => {
+  const ast = schema.ast
+  const target = SchemaAST.isTransformation(ast) ? ast.to : ast
+  return Option.getOrElse(
+    Option.orElse(SchemaAST.getIdentifierAnnotation(ast), () => SchemaAST.getIdentifierAnnotation(target)),
+    () => "object",
+  )
+}
