@@ -81,22 +81,27 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   cause: Schema.Defect,
 }) {
   override get message() {
-    return `${this.operation} failed: ${describeCause(this.cause)}`
+    const reason = describeCause(this.cause)
+    return this.operation.startsWith("connect to ")
+      ? `cannot ${this.operation}: ${reason}`
+      : `${this.operation} failed: ${reason}`
   }
 }
 
+/** The most specific readable message in a chain of causes (SqlError wraps the driver's error). */
 const describeCause = (cause: unknown): string => {
-  if (typeof cause === "object" && cause !== null) {
-    const inner = (cause as { cause?: unknown }).cause
-    const own = (cause as { message?: unknown }).message
-    // SqlError wraps the driver error; the driver's message is the useful one.
-    if (inner !== undefined && typeof inner === "object" && inner !== null && "message" in inner) {
-      const innerMessage = String((inner as { message: unknown }).message)
-      if (innerMessage.length > 0) return innerMessage
-    }
-    if (typeof own === "string" && own.length > 0) return own
+  let best = typeof cause === "string" ? cause : "unknown error"
+  let current: unknown = cause
+  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+    const { message, code, errors } = current as { message?: unknown; code?: unknown; errors?: unknown }
+    if (typeof message === "string" && message.length > 0) best = message
+    else if (Array.isArray(errors) && errors.length > 0) {
+      current = errors[0] // AggregateError from a refused connection to several addresses
+      continue
+    } else if (typeof code === "string") best = code
+    current = (current as { cause?: unknown }).cause
   }
-  return String(cause)
+  return best
 }
 
 // ---------------------------------------------------------------------------
