@@ -62,7 +62,9 @@ export const seq = (value: unknown): Effect.Effect<number, InvalidArgumentError>
     ? Effect.succeed(value)
     : invalid(`seq must be a non-negative integer, got ${String(value)}`)
 
-export const positiveDuration = (value: Duration.DurationInput): Effect.Effect<number, InvalidArgumentError> => {
+export const positiveDuration = (
+  value: Duration.DurationInput,
+): Effect.Effect<number, InvalidArgumentError> => {
   const decoded = Duration.decodeUnknown(value)
   if (decoded._tag === "None" || !Duration.isFinite(decoded.value)) {
     return invalid(`duration must be a finite duration, got ${String(value)}`)

@@ -25,8 +25,8 @@ import {
   type Page,
   StoreError,
   type StoreService,
-  StreamRecord,
   type StreamAction,
+  StreamRecord,
   typeOf,
   VersionMismatchError,
   type WriteOptions,
@@ -65,7 +65,8 @@ interface LockRow {
 /** Keys per `IN (...)` list: well below every backend's limit on bound parameters. */
 const chunkSize = 500
 
-const toDate = (value: number | string | Date): Date => new Date(value instanceof Date ? value : Number(value))
+const toDate = (value: number | string | Date): Date =>
+  new Date(value instanceof Date ? value : Number(value))
 
 const toRecord = (row: RecordRow): KvRecord =>
   new KvRecord(
@@ -145,7 +146,9 @@ type BatchStep =
   | { readonly kind: "guard"; readonly key: string; readonly version: number }
   | { readonly kind: "write"; readonly mutation: number; readonly key?: string; readonly version?: number }
 
-export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> =>
+export const make = (
+  options: StoreSqlOptions = {},
+): Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const atomic = options.atomic ?? transactional(sql)
@@ -165,9 +168,7 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
     }
 
     const limitOffset = ({ limit, offset }: Arg.CheckedPage): Fragment =>
-      isPg
-        ? sql`LIMIT ${limit < 0 ? null : limit} OFFSET ${offset}`
-        : sql`LIMIT ${limit} OFFSET ${offset}`
+      isPg ? sql`LIMIT ${limit < 0 ? null : limit} OFFSET ${offset}` : sql`LIMIT ${limit} OFFSET ${offset}`
 
     const schema = isPg ? postgresSchema : sqliteSchema
 
@@ -181,7 +182,9 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
     const run = <A, E>(operation: string, effect: Effect.Effect<A, E | SqlError | AtomicStatementError>) =>
       effect.pipe(
         Effect.retry({ schedule: busyRetry, while: (e) => isBusy(backendCause(e)) }),
-        Effect.catchIf(isBackendError, (e) => Effect.fail(new StoreError({ operation, cause: backendCause(e) }))),
+        Effect.catchIf(isBackendError, (e) =>
+          Effect.fail(new StoreError({ operation, cause: backendCause(e) })),
+        ),
       ) as Effect.Effect<A, Exclude<E, SqlError | AtomicStatementError> | StoreError>
 
     const columns = sql.literal("key, version, value, type, created")
@@ -196,7 +199,9 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
     const rangeCondition = (from: string, to: string): Fragment => sql`key >= ${from} AND key < ${to}`
 
     const selectRecords = (condition: Fragment, page: Arg.CheckedPage) =>
-      records(sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE ${condition} ORDER BY key ${limitOffset(page)}`)
+      records(
+        sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE ${condition} ORDER BY key ${limitOffset(page)}`,
+      )
 
     /** Deletes the keys matching `condition` (within `page` of them, in key order). */
     const deleteWhere = (condition: Fragment, page: Arg.CheckedPage): Statement<{ key: string }> =>
@@ -276,7 +281,9 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
     // --- migrations ----------------------------------------------------------
 
     const migrate = atomic(schema.map((statement) => sql.unsafe(statement)))
-    const currentSchemaVersion = sql<{ version: number | string }>`SELECT version FROM kv_schema WHERE id = 1`.pipe(
+    const currentSchemaVersion = sql<{
+      version: number | string
+    }>`SELECT version FROM kv_schema WHERE id = 1`.pipe(
       Effect.map((rows) => Number(rows[0]?.version ?? 0)),
       Effect.orElseSucceed(() => 0), // no kv_schema table yet
     )
@@ -320,7 +327,10 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
           }),
         Delete: (m) =>
           Effect.map(Arg.key(m.key), (key) => [
-            [sql`DELETE FROM kv_records WHERE key = ${key} RETURNING key`, { kind: "write", mutation: index }] as const,
+            [
+              sql`DELETE FROM kv_records WHERE key = ${key} RETURNING key`,
+              { kind: "write", mutation: index },
+            ] as const,
           ]),
         DeletePrefix: (m) =>
           Effect.map(deletePrefixStatement(m.prefix, m.page), (statement) => [
@@ -331,7 +341,9 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
             const from = yield* Arg.bound("from", m.from)
             const to = yield* Arg.bound("to", m.to)
             const page = yield* Arg.page(m.page)
-            return [[deleteWhere(rangeCondition(from, to), page), { kind: "write", mutation: index }] as const]
+            return [
+              [deleteWhere(rangeCondition(from, to), page), { kind: "write", mutation: index }] as const,
+            ]
           }),
       })
     }
@@ -340,7 +352,7 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
       Effect.gen(function* () {
         const checked = yield* Arg.bound("prefix", prefix)
         if (checked === "") {
-          return yield* Arg.invalid("deletePrefix needs a prefix; use \"*\" to delete every key")
+          return yield* Arg.invalid('deletePrefix needs a prefix; use "*" to delete every key')
         }
         const condition = checked === "*" ? sql`1 = 1` : prefixCondition(checked)
         return deleteWhere(condition, yield* Arg.page(page))
@@ -349,11 +361,20 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
     /** Explains why statement `index` of a batch failed. */
     const batchFailure = (steps: ReadonlyArray<BatchStep>, error: AtomicStatementError) => {
       const step = steps[error.index]
-      if (step !== undefined && messageOf(error.cause).includes(versionMismatchMarker) && step.kind === "guard") {
+      if (
+        step !== undefined &&
+        messageOf(error.cause).includes(versionMismatchMarker) &&
+        step.kind === "guard"
+      ) {
         return new VersionMismatchError({ key: step.key, expected: step.version })
       }
       // A concurrent insert between the guard and an insert-only write (PostgreSQL).
-      if (step?.kind === "write" && step.version === 0 && step.key !== undefined && isUniqueViolation(error.cause)) {
+      if (
+        step?.kind === "write" &&
+        step.version === 0 &&
+        step.key !== undefined &&
+        isUniqueViolation(error.cause)
+      ) {
         return new VersionMismatchError({ key: step.key, expected: 0 })
       }
       return new StoreError({ operation: "mutateAll", cause: error.cause })
@@ -380,10 +401,13 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
           run(
             "getBatch",
             Effect.reduce(chunks(keys), new Map<string, KvRecord>(), (found, chunk) =>
-              Effect.map(records(sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE key IN ${sql.in(chunk)}`), (rows) => {
-                for (const record of rows) found.set(record.key, record)
-                return found
-              }),
+              Effect.map(
+                records(sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE key IN ${sql.in(chunk)}`),
+                (rows) => {
+                  for (const record of rows) found.set(record.key, record)
+                  return found
+                },
+              ),
             ),
           ),
         ),
@@ -436,9 +460,11 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
           const checked = yield* Arg.keys(keys)
           if (checked.length === 0) return 0
           const statements = chunks(checked).map(
-            (chunk) => sql<{ key: string }>`DELETE FROM kv_records WHERE key IN ${sql.in(chunk)} RETURNING key`,
+            (chunk) =>
+              sql<{ key: string }>`DELETE FROM kv_records WHERE key IN ${sql.in(chunk)} RETURNING key`,
           )
-          const deleted = statements.length === 1 ? Effect.map(statements[0]!, (rows) => [rows]) : atomic(statements)
+          const deleted =
+            statements.length === 1 ? Effect.map(statements[0]!, (rows) => [rows]) : atomic(statements)
           return yield* run(
             "delete",
             Effect.map(deleted, (results) => results.reduce((n, rows) => n + rows.length, 0)),
@@ -467,20 +493,28 @@ export const make = (options: StoreSqlOptions = {}): Effect.Effect<StoreService,
 
       countPrefix: (prefix) =>
         Effect.flatMap(Arg.bound("prefix", prefix), (prefix) =>
-          run("countPrefix", countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${prefixCondition(prefix)}`)),
+          run(
+            "countPrefix",
+            countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${prefixCondition(prefix)}`),
+          ),
         ),
 
       countRange: (from, to) =>
         Effect.gen(function* () {
           const condition = rangeCondition(yield* Arg.bound("from", from), yield* Arg.bound("to", to))
-          return yield* run("countRange", countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${condition}`))
+          return yield* run(
+            "countRange",
+            countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${condition}`),
+          )
         }),
 
       mutateAll: (mutations) =>
         Effect.gen(function* () {
           if (mutations.length === 0) return []
           const now = yield* Clock.currentTimeMillis
-          const planned = (yield* Effect.forEach(mutations, (mutation, i) => planMutation(mutation, i, now))).flat()
+          const planned = (yield* Effect.forEach(mutations, (mutation, i) =>
+            planMutation(mutation, i, now),
+          )).flat()
           const steps = planned.map(([, step]) => step)
           const results = yield* run(
             "mutateAll",

@@ -58,7 +58,9 @@ export const parseFilename = (input: string): Effect.Effect<SqliteLocation, Inva
       return Effect.succeed({ filename: ":memory:", readonly: false, mustExist: false })
     default:
       return Effect.fail(
-        new InvalidArgumentError({ message: `unknown SQLite mode "${mode}" (expected ro, rw, rwc or memory)` }),
+        new InvalidArgumentError({
+          message: `unknown SQLite mode "${mode}" (expected ro, rw, rwc or memory)`,
+        }),
       )
   }
 }
@@ -86,13 +88,17 @@ export const layerClient = (
         disableWAL: location.readonly || isMemory,
       })
       const withBusyTimeout = Layer.effectDiscard(
-        Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`PRAGMA busy_timeout = ${Math.round(busyMillis)}`)),
+        Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql.unsafe(`PRAGMA busy_timeout = ${Math.round(busyMillis)}`),
+        ),
       )
       // better-sqlite3 throws while opening (missing directory, no permission): a defect
       // inside SqliteClient.make, turned here into a readable typed error.
       return Layer.provideMerge(withBusyTimeout, client).pipe(
         Layer.catchAllCause((cause) =>
-          Layer.fail(new StoreError({ operation: `open "${location.filename}"`, cause: Cause.squash(cause) })),
+          Layer.fail(
+            new StoreError({ operation: `open "${location.filename}"`, cause: Cause.squash(cause) }),
+          ),
         ),
       )
     }),

@@ -1,0 +1,21 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { KvSqlite } from "../src/sqlite.js"
+import { storeSuite } from "./Store.conformance.js"
+
+/** A SQLite file in a new temporary directory, removed with the layer. */
+const tempFile = Layer.unwrapScoped(
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })),
+    ),
+    (dir) => KvSqlite.layer({ filename: `file:${path.join(dir, "data.db")}?mode=rwc` }),
+  ),
+)
+
+storeSuite("Store on a SQLite file", tempFile)
+storeSuite("Store on SQLite :memory:", KvSqlite.layer({ filename: ":memory:" }))
