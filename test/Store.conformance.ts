@@ -540,7 +540,7 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store, unknown>) =
         const store = yield* Store
         const count = yield* store.count()
         const seq = yield* store.streamSeq()
-        const attempts = [
+        const attempts: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string }>> = [
           store.put("", -1, 1),
           store.put("bad/nul\u0000", -1, 1),
           store.put("bad/a", -2, 1),
@@ -592,7 +592,7 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store, unknown>) =
           (w) =>
             Effect.forEach(
               Array.from({ length: 15 }, (_, i) => i),
-              (i) =>
+              (i): Effect.Effect<unknown, unknown> =>
                 i % 5 === 4
                   ? store.mutateAll([
                       Mutation.put(`gap/${w}/${i}a`, -1, i),

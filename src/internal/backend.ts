@@ -1,0 +1,37 @@
+/**
+ * Picks the backend layer for the CLI's `--type` and `--connection`.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as KvPostgres from "../layers/Postgres.js"
+import * as KvSqlite from "../layers/Sqlite.js"
+import { InvalidArgumentError, type Store, type StoreError } from "../Store.js"
+
+export const backendTypes = ["sqlite", "postgres", "rqlite"] as const
+export type BackendType = (typeof backendTypes)[number]
+
+export const isBackendType = (u: unknown): u is BackendType => backendTypes.includes(u as BackendType)
+
+export const layerFor = (
+  type: BackendType,
+  connection: string,
+): Layer.Layer<Store, StoreError | InvalidArgumentError> => {
+  switch (type) {
+    case "sqlite":
+      return KvSqlite.layer({ filename: connection })
+    case "postgres":
+      return KvPostgres.layer({ url: connection })
+    case "rqlite":
+      return Layer.fail(new InvalidArgumentError({ message: "the rqlite backend is not available yet" }))
+  }
+}
+
+/** Fails on anything but a known backend name. */
+export const parseBackendType = (input: string): Effect.Effect<BackendType, InvalidArgumentError> =>
+  isBackendType(input)
+    ? Effect.succeed(input)
+    : Effect.fail(
+        new InvalidArgumentError({
+          message: `unknown backend type "${input}" (expected ${backendTypes.join(", ")})`,
+        }),
+      )
