@@ -40,6 +40,13 @@ export interface StoreSqlOptions {
   readonly migrate?: boolean | undefined
   /** How multi-statement writes run atomically; by default in a transaction of the client. */
   readonly atomic?: AtomicRunner | undefined
+  /**
+   * The client has one connection behind a lock (SQLite). Outside transactions, statements
+   * then run on it directly: a synchronous driver needs no lock for a single statement, and
+   * skipping the per-statement scope, lock and span of `SqlClient` makes reads several
+   * times faster. Statements inside or during a transaction take the normal path.
+   */
+  readonly singleConnection?: boolean | undefined
 }
 
 interface RecordRow {
@@ -151,8 +158,35 @@ export const make = (
 ): Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const atomic = options.atomic ?? transactional(sql)
     const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+
+    // --- execution -------------------------------------------------------------
+
+    let openTransactions = 0
+    const runAtomic = options.atomic ?? transactional(sql)
+    const atomic: AtomicRunner = (statements) =>
+      Effect.suspend(() => {
+        openTransactions++
+        return Effect.ensuring(
+          runAtomic(statements),
+          Effect.sync(() => openTransactions--),
+        )
+      })
+
+    // SqliteClient's single connection, taken without keeping its lock (see singleConnection).
+    const direct = options.singleConnection
+      ? yield* Effect.scoped(sql.reserve).pipe(
+          Effect.mapError((cause) => new StoreError({ operation: "open", cause })),
+        )
+      : undefined
+    const rows = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
+      direct === undefined
+        ? statement
+        : Effect.suspend(() => {
+            if (openTransactions > 0) return statement
+            const [text, params] = statement.compile()
+            return direct.execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>
+          })
 
     // --- dialect differences -------------------------------------------------
 
@@ -181,16 +215,20 @@ export const make = (
     /** Wraps backend failures once, keeping the cause; SQLite's busy errors are retried. */
     const run = <A, E>(operation: string, effect: Effect.Effect<A, E | SqlError | AtomicStatementError>) =>
       effect.pipe(
-        Effect.retry({ schedule: busyRetry, while: (e) => isBusy(backendCause(e)) }),
+        Effect.catchIf(
+          (e) => isBusy(backendCause(e)),
+          () => Effect.retry(effect, { schedule: busyRetry, while: (e) => isBusy(backendCause(e)) }),
+        ),
         Effect.catchIf(isBackendError, (e) =>
           Effect.fail(new StoreError({ operation, cause: backendCause(e) })),
         ),
       ) as Effect.Effect<A, Exclude<E, SqlError | AtomicStatementError> | StoreError>
 
     const columns = sql.literal("key, version, value, type, created")
-    const records = (statement: Statement<RecordRow>) => Effect.map(statement, (rows) => rows.map(toRecord))
+    const records = (statement: Statement<RecordRow>) =>
+      Effect.map(rows(statement), (rows) => rows.map(toRecord))
     const countOf = (statement: Statement<{ n: number | string }>) =>
-      Effect.map(statement, (rows) => Number(rows[0]?.n ?? 0))
+      Effect.map(rows(statement), (found) => Number(found[0]?.n ?? 0))
 
     const prefixCondition = (prefix: string): Fragment => {
       const upper = prefixSuccessor(prefix)
@@ -269,9 +307,9 @@ export const make = (
       sql`INSERT INTO kv_expect (key, version) VALUES (${key}, ${version})`
 
     const writeOne = (key: string, version: number, statement: Statement<RecordRow>) =>
-      Effect.flatMap(statement, (rows) =>
-        rows.length === 1
-          ? Effect.succeed(toRecord(rows[0]!))
+      Effect.flatMap(rows(statement), (written) =>
+        written.length === 1
+          ? Effect.succeed(toRecord(written[0]!))
           : Effect.fail(new VersionMismatchError({ key, expected: version })),
       )
 
@@ -464,7 +502,9 @@ export const make = (
               sql<{ key: string }>`DELETE FROM kv_records WHERE key IN ${sql.in(chunk)} RETURNING key`,
           )
           const deleted =
-            statements.length === 1 ? Effect.map(statements[0]!, (rows) => [rows]) : atomic(statements)
+            statements.length === 1
+              ? Effect.map(rows(statements[0]!), (deleted) => [deleted])
+              : atomic(statements)
           return yield* run(
             "delete",
             Effect.map(deleted, (results) => results.reduce((n, rows) => n + rows.length, 0)),
@@ -475,7 +515,7 @@ export const make = (
         Effect.flatMap(deletePrefixStatement(prefix, page), (statement) =>
           run(
             "deletePrefix",
-            Effect.map(statement, (rows) => rows.length),
+            Effect.map(rows(statement), (deleted) => deleted.length),
           ),
         ),
 
@@ -485,7 +525,7 @@ export const make = (
           const statement = deleteWhere(condition, yield* Arg.page(page))
           return yield* run(
             "deleteRange",
-            Effect.map(statement, (rows) => rows.length),
+            Effect.map(rows(statement), (deleted) => deleted.length),
           )
         }),
 
@@ -536,25 +576,28 @@ export const make = (
           const from = yield* Arg.seq(seq)
           const page = { offset: 0, limit: yield* Arg.limit(limit) }
           const ofType = checkedType === "all" ? sql.literal("") : sql`AND type = ${checkedType}`
-          const rows = sql<StreamRow>`SELECT seq, action, ${columns} FROM kv_stream
+          const found = sql<StreamRow>`SELECT seq, action, ${columns} FROM kv_stream
             WHERE seq >= ${from} ${ofType} ORDER BY seq ${limitOffset(page)}`
           return yield* run(
             "stream",
-            Effect.map(rows, (rows) => rows.map(toStreamRecord)),
+            Effect.map(rows(found), (records) => records.map(toStreamRecord)),
           )
         }),
 
       streamSeq: () =>
         run(
           "streamSeq",
-          Effect.map(latestSeq, (rows) => Number(rows[0]?.seq ?? 0)),
+          Effect.map(rows(latestSeq), (found) => Number(found[0]?.seq ?? 0)),
         ),
 
       streamTrim: (seq) =>
         Effect.flatMap(Arg.seq(seq), (seq) =>
           run(
             "streamTrim",
-            Effect.map(sql`DELETE FROM kv_stream WHERE seq <= ${seq} RETURNING seq`, (rows) => rows.length),
+            Effect.map(
+              rows(sql`DELETE FROM kv_stream WHERE seq <= ${seq} RETURNING seq`),
+              (deleted) => deleted.length,
+            ),
           ),
         ),
 
@@ -576,7 +619,7 @@ export const make = (
             RETURNING name`
           return yield* run(
             "lockAcquire",
-            Effect.map(acquired, (rows) => rows.length === 1),
+            Effect.map(rows(acquired), (taken) => taken.length === 1),
           )
         }),
 
@@ -587,7 +630,7 @@ export const make = (
           const released = sql`DELETE FROM kv_locks WHERE name = ${lock} AND locked_by = ${holder} RETURNING name`
           return yield* run(
             "lockRelease",
-            Effect.map(released, (rows) => rows.length === 1),
+            Effect.map(rows(released), (deleted) => deleted.length === 1),
           )
         }),
 
@@ -595,11 +638,11 @@ export const make = (
         Effect.gen(function* () {
           const lock = yield* Arg.name("lock name", name)
           const now = yield* Clock.currentTimeMillis
-          const rows = sql<LockRow>`SELECT name, locked_by, locked_at, expires_at FROM kv_locks
+          const found = sql<LockRow>`SELECT name, locked_by, locked_at, expires_at FROM kv_locks
             WHERE name = ${lock} AND expires_at > ${time(now)}`
           return yield* run(
             "lockStatus",
-            Effect.map(rows, (rows) => Option.map(Option.fromNullable(rows[0]), toLockStatus)),
+            Effect.map(rows(found), (locks) => Option.map(Option.fromNullable(locks[0]), toLockStatus)),
           )
         }),
     }

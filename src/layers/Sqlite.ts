@@ -108,8 +108,9 @@ export const layerClient = (
 export const layer = (config: SqliteConfig): Layer.Layer<Store, StoreError | InvalidArgumentError> =>
   Layer.unwrapEffect(
     Effect.map(parseFilename(config.filename), (location) =>
-      Layer.effect(Store, StoreSql.make({ migrate: config.migrate !== false && !location.readonly })).pipe(
-        Layer.provide(layerClient(config)),
-      ),
+      Layer.effect(
+        Store,
+        StoreSql.make({ migrate: config.migrate !== false && !location.readonly, singleConnection: true }),
+      ).pipe(Layer.provide(layerClient(config))),
     ),
   )
