@@ -1,0 +1,528 @@
+/**
+ * An `@effect/sql` client for rqlite, over its HTTP API.
+ *
+ * rqlite speaks SQLite, so the client compiles with the SQLite dialect and the store's SQLite
+ * code path serves it unchanged. Every statement is one POST to `/db/request` (the endpoint
+ * that takes reads, writes and `RETURNING` alike), sent with undici over keep-alive
+ * connections. rqlite has no interactive transactions: atomic batches go through
+ * `executeAtomic`, which sends them as ONE request with `transaction`.
+ *
+ * Behaviour of the rqlite 8.26 server this was checked against (worth knowing when writing
+ * SQL for it):
+ * - inside a `transaction` request, a failing statement that returns rows (`SELECT`, or a
+ *   write with `RETURNING`) or one that fails to prepare (syntax error, missing table) does
+ *   NOT roll the batch back: rqlite commits the other statements. Only a plain write that
+ *   fails rolls everything back. `executeAtomic` notices when rqlite committed anyway and
+ *   fails with a SqlError that says so, instead of a (false) `AtomicStatementError`.
+ * - a statement with an empty part (only whitespace or comments, `;;`, a comment after the
+ *   last `;`) makes rqlited allocate memory until it is killed; the client refuses them.
+ * - `level=linearizable` is only known from rqlite 8.32 on; older servers silently read it
+ *   as `weak`. The client asks the server for its version and sends `strong` (which is
+ *   linearizable too, through the Raft log) when it cannot tell that the server is 8.32+.
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Client from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Statement from "@effect/sql/Statement"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import { type AtomicRunner, AtomicStatementError } from "../internal/atomic.js"
+
+export const TypeId: unique symbol = Symbol.for("effect-kv/RqliteClient")
+export type TypeId = typeof TypeId
+
+/** rqlite's read consistency levels (https://rqlite.io/docs/api/read-consistency/). */
+export type ReadConsistency = "none" | "weak" | "strong" | "linearizable"
+
+const levels: ReadonlyArray<ReadConsistency> = ["none", "weak", "strong", "linearizable"]
+
+export interface RqliteClientConfig {
+  /**
+   * `http(s)://host:port`, optionally with credentials as userinfo
+   * (`http://admin:secret@host:4001`) or query parameters (`?user=admin&password=secret`)
+   * and `level=none|weak|strong|linearizable`. Other query parameters are passed to rqlite.
+   */
+  readonly url: string | Redacted.Redacted<string>
+  /** Read consistency (default: the URL's `level`, else `linearizable`). */
+  readonly level?: ReadConsistency | undefined
+  /** Per-request timeout (default 10 seconds). */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Basic auth user; overrides the URL's. */
+  readonly username?: string | undefined
+  /** Basic auth password; overrides the URL's. */
+  readonly password?: Redacted.Redacted<string> | undefined
+  readonly spanAttributes?: Record<string, unknown> | undefined
+  readonly transformResultNames?: ((str: string) => string) | undefined
+  readonly transformQueryNames?: ((str: string) => string) | undefined
+}
+
+export interface RqliteClient extends Client.SqlClient {
+  readonly [TypeId]: TypeId
+  /** The configuration in use: the URL without credentials, the password `Redacted`. */
+  readonly config: RqliteClientConfig & { readonly url: string; readonly level: ReadConsistency }
+  /** The level sent with reads: `config.level`, or `strong` for `linearizable` on servers before 8.32. */
+  readonly readLevel: ReadConsistency
+  /**
+   * Runs the statements as one rqlite transaction (one HTTP request) and returns the rows of
+   * each. A failing statement rolls the batch back and fails with `AtomicStatementError`.
+   */
+  readonly executeAtomic: AtomicRunner
+  /** Not supported by the SQLite dialect. */
+  readonly updateValues: never
+}
+
+export const RqliteClient = Context.GenericTag<RqliteClient>("effect-kv/RqliteClient")
+
+const defaultTimeout = Duration.seconds(10)
+
+// Request timeouts are about the network, which a TestClock does not drive
+const liveClock = Clock.make()
+
+const fail = (message: string, cause?: unknown) =>
+  new SqlError(cause === undefined ? { message } : { message, cause })
+
+// ---------------------------------------------------------------------------------------------
+// Connection strings
+// ---------------------------------------------------------------------------------------------
+
+const decode = (component: string): string => {
+  try {
+    return decodeURIComponent(component)
+  } catch {
+    return component // not valid percent-encoding: take it as written
+  }
+}
+
+const isLevel = (value: string): value is ReadConsistency => (levels as ReadonlyArray<string>).includes(value)
+
+/**
+ * Splits a connection string into the URL to send requests to (no credentials, no `level`)
+ * and the credentials and level it carried. Error messages never repeat the input, which
+ * may hold a password.
+ */
+export const parseUrl = (
+  input: string | Redacted.Redacted<string>,
+): Either.Either<RqliteClientConfig & { readonly url: string }, SqlError> => {
+  const raw = Redacted.isRedacted(input) ? Redacted.value(input) : input
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    return Either.left(fail("invalid rqlite URL: expected http://[user:password@]host:port[?level=...]"))
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return Either.left(fail(`invalid rqlite URL: the scheme must be http or https, not "${url.protocol}"`))
+  }
+  const params = url.searchParams
+  const username = url.username !== "" ? decode(url.username) : params.get("user")
+  const password = url.password !== "" ? decode(url.password) : params.get("password")
+  const level = params.get("level")
+  if (level !== null && !isLevel(level)) {
+    return Either.left(
+      fail(`invalid rqlite read consistency level "${level}": expected ${levels.join(", ")}`),
+    )
+  }
+  for (const key of ["user", "password", "level"]) params.delete(key)
+  const rest = params.toString()
+  const search = rest === "" ? "" : `?${rest}`
+  return Either.right({
+    url: `${url.origin}${url.pathname.replace(/\/+$/, "")}${search}`,
+    ...(username !== null ? { username } : {}),
+    ...(password !== null ? { password: Redacted.make(password) } : {}),
+    ...(level !== null ? { level } : {}),
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------------------------------
+
+// Sent as statements, these would leave rqlite's connection in a transaction of its own
+const transactionControl = /^\s*(?:BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b/i
+
+/**
+ * Whether some `;`-separated part of the statement holds no SQL, counting comments as empty
+ * and ignoring only trailing whitespace: rqlited 8 runs out of memory on such statements.
+ */
+const hasEmptyPart = (sql: string): boolean => {
+  let code = false // the current part has SQL
+  let comment = false // the current part has a comment
+  let separated = false // a `;` was seen
+  let i = 0
+  while (i < sql.length) {
+    const c = sql[i]!
+    if (c === "-" && sql[i + 1] === "-") {
+      const end = sql.indexOf("\n", i)
+      i = end === -1 ? sql.length : end + 1
+      comment = true
+    } else if (c === "/" && sql[i + 1] === "*") {
+      const end = sql.indexOf("*/", i + 2)
+      i = end === -1 ? sql.length : end + 2
+      comment = true
+    } else if (c === "'" || c === '"' || c === "`" || c === "[") {
+      // a doubled quote inside a literal just reads as two adjacent literals here
+      const end = sql.indexOf(c === "[" ? "]" : c, i + 1)
+      i = end === -1 ? sql.length : end + 1
+      code = true
+    } else if (c === ";") {
+      if (!code) return true
+      code = false
+      comment = false
+      separated = true
+      i++
+    } else {
+      if (!/\s/.test(c)) code = true
+      i++
+    }
+  }
+  // after the last `;` only whitespace may follow; without a `;` there must be SQL
+  return !code && (comment || !separated)
+}
+
+const encodeParam = (value: unknown): Either.Either<string, SqlError> => {
+  switch (typeof value) {
+    case "string":
+      return Either.right(JSON.stringify(value))
+    case "number":
+      return Number.isFinite(value)
+        ? Either.right(JSON.stringify(value))
+        : Either.left(fail(`cannot bind ${value} as an rqlite parameter`))
+    case "bigint":
+      // JSON numbers carry all 64 bits to rqlite, which parses them as integers
+      return Either.right(value.toString())
+    case "boolean":
+      return Either.right(value ? "1" : "0")
+    case "undefined":
+      return Either.right("null")
+    case "object":
+      if (value === null) return Either.right("null")
+      if (value instanceof Date) return Either.right(JSON.stringify(value.toISOString()))
+      if (value instanceof Uint8Array) {
+        return Either.left(fail("rqlite 8 does not take binary parameters; bind a hex or base64 string"))
+      }
+  }
+  return Either.left(fail(`cannot bind a value of type ${typeof value} as an rqlite parameter`))
+}
+
+/** One statement as rqlite's JSON: `["sql", param, ...]`. */
+const encodeStatement = (sql: string, params: ReadonlyArray<unknown>): Either.Either<string, SqlError> => {
+  if (transactionControl.test(sql)) {
+    return Either.left(fail("rqlite has no interactive transactions; use executeAtomic"))
+  }
+  if (hasEmptyPart(sql)) {
+    return Either.left(
+      fail(
+        "empty SQL statement or part of one (e.g. ';;' or a comment after the last ';'), which makes rqlited 8 run out of memory",
+      ),
+    )
+  }
+  const parts = [JSON.stringify(sql)]
+  for (const param of params) {
+    const encoded = encodeParam(param)
+    if (Either.isLeft(encoded)) return encoded
+    parts.push(encoded.right)
+  }
+  return Either.right(`[${parts.join(",")}]`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------
+
+/** One entry of rqlite's `results` (non-associative form). */
+export interface RqliteResult {
+  readonly columns?: ReadonlyArray<string>
+  readonly types?: ReadonlyArray<string>
+  readonly values?: ReadonlyArray<ReadonlyArray<unknown>>
+  readonly last_insert_id?: number
+  readonly rows_affected?: number
+  readonly error?: string
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
+
+const decodeResults = (body: unknown): Either.Either<ReadonlyArray<RqliteResult>, SqlError> => {
+  if (isRecord(body) && typeof body.error === "string") return Either.left(fail(body.error))
+  if (isRecord(body) && Array.isArray(body.results) && body.results.every(isRecord)) {
+    return Either.right(body.results as ReadonlyArray<RqliteResult>)
+  }
+  return Either.left(fail("unexpected response from rqlite: no results"))
+}
+
+type Row = Record<string, unknown>
+
+const toObjects = (result: RqliteResult): ReadonlyArray<Row> => {
+  const columns = result.columns ?? []
+  return (result.values ?? []).map((values) => {
+    const row: Row = {}
+    for (let i = 0; i < columns.length; i++) row[columns[i]!] = values[i]
+    return row
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+// ---------------------------------------------------------------------------------------------
+
+/** Whether a `build.version` like "v8.36.2" is 8.32 or later. */
+const supportsLinearizable = (version: unknown): boolean => {
+  const match = typeof version === "string" ? /^v?(\d+)\.(\d+)/.exec(version) : null
+  if (match === null) return false
+  const [major, minor] = [Number(match[1]), Number(match[2])]
+  return major > 8 || (major === 8 && minor >= 32)
+}
+
+const connectErrorCodes = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "EAI_AGAIN"])
+
+const errorCode = (cause: unknown): string | undefined => {
+  if (!isRecord(cause)) return undefined
+  if (typeof cause.code === "string") return cause.code
+  // Node reports every address it tried in an AggregateError
+  if (Array.isArray(cause.errors)) return errorCode(cause.errors[0])
+  return errorCode(cause.cause)
+}
+
+export const make = (
+  options: RqliteClientConfig,
+): Effect.Effect<RqliteClient, SqlError, HttpClient.HttpClient | Reactivity.Reactivity> =>
+  Effect.gen(function* () {
+    const parsed = yield* parseUrl(options.url)
+    const config = {
+      ...options,
+      ...parsed,
+      level: options.level ?? parsed.level ?? "linearizable",
+      ...(options.username !== undefined ? { username: options.username } : {}),
+      ...(options.password !== undefined ? { password: options.password } : {}),
+    } satisfies RqliteClient["config"]
+    const timeout = Duration.decode(options.timeout ?? defaultTimeout)
+    const base = new URL(config.url)
+    const origin = base.origin
+
+    // rqlite answers a write sent to a follower with a redirect to the leader
+    const http = (yield* HttpClient.HttpClient).pipe(HttpClient.followRedirects(3))
+    const headers: Record<string, string> = {}
+    if (config.username !== undefined || config.password !== undefined) {
+      const credentials = `${config.username ?? ""}:${config.password ? Redacted.value(config.password) : ""}`
+      headers.authorization = `Basic ${Buffer.from(credentials).toString("base64")}`
+    }
+    const basePath = base.pathname.replace(/\/+$/, "")
+
+    /**
+     * `linearizable` where the server knows it (8.32+), else `strong`. Asking also checks
+     * early that the server is reachable and takes the credentials.
+     */
+    function linearizableLevel(): Effect.Effect<ReadConsistency, SqlError> {
+      return http
+        .execute(
+          HttpClientRequest.get(new URL(`${basePath}/status`, origin).toString()).pipe(
+            HttpClientRequest.setHeaders(headers),
+          ),
+        )
+        .pipe(
+          Effect.flatMap(
+            (response): Effect.Effect<ReadConsistency, SqlError | HttpClientError.ResponseError> => {
+              if (response.status === 401) return Effect.fail(statusError(401, ""))
+              if (response.status !== 200) return Effect.succeed("strong") // e.g. no "status" permission
+              return Effect.map(response.json, (body) =>
+                supportsLinearizable(isRecord(body) && isRecord(body.build) ? body.build.version : undefined)
+                  ? "linearizable"
+                  : "strong",
+              )
+            },
+          ),
+          Effect.catchTags({
+            RequestError: (error) => Effect.fail(httpError(error)),
+            ResponseError: (error) => Effect.fail(httpError(error)),
+          }),
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => fail(`rqlite at ${origin} did not answer within ${Duration.format(timeout)}`),
+          }),
+          Effect.withClock(liveClock),
+        )
+    }
+
+    // Errors name the server by its origin only: the request carries the credentials
+    const httpError = (error: HttpClientError.HttpClientError): SqlError => {
+      if (error._tag === "RequestError" && error.reason === "Transport") {
+        const code = errorCode(error.cause)
+        if (code !== undefined && connectErrorCodes.has(code)) {
+          return fail(`cannot connect to ${origin} (${code})`, error.cause)
+        }
+      }
+      const reason = error.cause instanceof Error ? error.cause.message : error.reason
+      return fail(`rqlite request to ${origin} failed: ${reason}`, error.cause)
+    }
+
+    const statusError = (status: number, body: string): SqlError => {
+      const detail = body.trim().slice(0, 300)
+      if (status === 401) return fail(`rqlite at ${origin} rejected the credentials (HTTP 401)`)
+      if (status === 403) return fail(`rqlite at ${origin}: permission denied for this user (HTTP 403)`)
+      return fail(`rqlite at ${origin} answered HTTP ${status}${detail ? `: ${detail}` : ""}`)
+    }
+
+    const readLevel = config.level === "linearizable" ? yield* linearizableLevel() : config.level
+    const endpoint = (transaction: boolean) => {
+      const url = new URL(`${basePath}/db/request`, origin)
+      url.search = base.search
+      url.searchParams.set("level", readLevel)
+      if (transaction) url.searchParams.set("transaction", "")
+      return url.toString()
+    }
+    const requestUrl = endpoint(false)
+    const transactionUrl = endpoint(true)
+
+    /** POSTs the statements (already JSON) and returns one result per statement. */
+    const send = (url: string, statements: ReadonlyArray<string>) =>
+      http
+        .execute(
+          HttpClientRequest.post(url).pipe(
+            HttpClientRequest.setHeaders(headers),
+            HttpClientRequest.bodyText(`[${statements.join(",")}]`, "application/json"),
+          ),
+        )
+        .pipe(
+          Effect.flatMap((response) =>
+            response.status >= 200 && response.status < 300
+              ? response.json
+              : Effect.flatMap(response.text, (body) => Effect.fail(statusError(response.status, body))),
+          ),
+          Effect.catchTags({
+            RequestError: (error) => Effect.fail(httpError(error)),
+            ResponseError: (error) => Effect.fail(httpError(error)),
+          }),
+          Effect.flatMap(decodeResults),
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () =>
+              fail(
+                `rqlite request to ${origin} timed out after ${Duration.format(timeout)}` +
+                  " (a write may still be applied)",
+              ),
+          }),
+          Effect.withClock(liveClock),
+        )
+
+    /** Runs one statement outside any transaction and returns its result. */
+    const run = (sql: string, params: ReadonlyArray<unknown>) =>
+      Effect.flatMap(encodeStatement(sql, params), (statement) =>
+        send(requestUrl, [statement]).pipe(
+          Effect.flatMap((results) => {
+            const result = results[0]
+            if (result === undefined) return Effect.fail(fail("rqlite returned no result for the statement"))
+            if (result.error !== undefined) return Effect.fail(fail(result.error))
+            return Effect.succeed(result)
+          }),
+        ),
+      )
+
+    const connection: Connection = {
+      execute: (sql, params, transformRows) =>
+        Effect.map(run(sql, params), (result) =>
+          transformRows ? transformRows(toObjects(result)) : toObjects(result),
+        ),
+      executeRaw: (sql, params) => run(sql, params),
+      executeValues: (sql, params) => Effect.map(run(sql, params), (result) => result.values ?? []),
+      executeUnprepared: (sql, params, transformRows) =>
+        Effect.map(run(sql, params ?? []), (result) =>
+          transformRows ? transformRows(toObjects(result)) : toObjects(result),
+        ),
+      // rqlite answers with the whole result at once
+      executeStream: (sql, params, transformRows) =>
+        Stream.fromIterableEffect(
+          Effect.map(run(sql, params), (result) =>
+            transformRows ? transformRows(toObjects(result)) : toObjects(result),
+          ),
+        ),
+    }
+
+    const compiler = Statement.makeCompilerSqlite(options.transformQueryNames)
+    const transformRows = options.transformResultNames
+      ? Statement.defaultTransforms(options.transformResultNames).array
+      : undefined
+
+    // A trailing no-op statement tells whether rqlite aborted the batch: when it rolls back,
+    // it stops at the failing statement; when it ignores the error, it runs this one too.
+    const sentinel = `["SELECT 1"]`
+
+    const executeAtomic: AtomicRunner = (statements) =>
+      Effect.gen(function* () {
+        if (statements.length === 0) return []
+        const encoded: Array<string> = []
+        for (const statement of statements) {
+          const [sql, params] = statement.compile()
+          encoded.push(yield* encodeStatement(sql, params))
+        }
+        const results = yield* send(transactionUrl, [...encoded, sentinel])
+        const failed = results.findIndex((result) => result.error !== undefined)
+        if (failed === -1) {
+          if (results.length !== statements.length + 1) {
+            return yield* fail(
+              `rqlite returned ${results.length - 1} results for ${statements.length} statements`,
+            )
+          }
+          return results.slice(0, statements.length).map((result) => {
+            const rows = transformRows ? transformRows(toObjects(result)) : toObjects(result)
+            return { rows, affected: result.rows_affected ?? rows.length }
+          })
+        }
+        const cause = fail(results[failed]!.error!)
+        if (failed >= statements.length || results.length > failed + 1) {
+          return yield* fail(
+            `rqlite did not roll back the atomic batch: statement ${failed} failed (${cause.message}) ` +
+              "but the other statements were committed. rqlite 8 ignores errors of statements that return " +
+              "rows (SELECT, RETURNING) or fail to prepare inside a transaction; make the statement that " +
+              "is meant to fail a plain write",
+            cause,
+          )
+        }
+        return yield* new AtomicStatementError({ index: failed, cause })
+      }).pipe(
+        Effect.withSpan("RqliteClient.executeAtomic", {
+          kind: "client",
+          captureStackTrace: false,
+          attributes: { "db.system.name": "rqlite", "db.operation.batch.size": statements.length },
+        }),
+      )
+
+    const acquirer = Effect.succeed(connection)
+    const transactionAcquirer = Effect.fail(fail("rqlite has no interactive transactions; use executeAtomic"))
+
+    const client = yield* Client.make({
+      acquirer,
+      compiler,
+      transactionAcquirer,
+      spanAttributes: [
+        ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
+        ["db.system.name", "rqlite"],
+        ["server.address", base.hostname],
+      ],
+      transformRows,
+    })
+
+    return Object.assign(client, {
+      [TypeId]: TypeId,
+      config,
+      readLevel,
+      executeAtomic,
+    }) as RqliteClient
+  })
+
+/** The client and `SqlClient`, with its own undici HTTP client and Reactivity. */
+export const layer = (config: RqliteClientConfig): Layer.Layer<RqliteClient | Client.SqlClient, SqlError> =>
+  Layer.effectContext(
+    Effect.map(make(config), (client) =>
+      Context.make(RqliteClient, client).pipe(Context.add(Client.SqlClient, client)),
+    ),
+  ).pipe(Layer.provide([Reactivity.layer, NodeHttpClient.layerUndici]))
