@@ -21,10 +21,34 @@ export class AtomicStatementError extends Data.TaggedError("AtomicStatementError
   }
 }
 
-/** Runs the statements atomically and returns the rows each one produced. */
+/** What one statement produced: its rows (from `RETURNING` or a query) and the rows it changed. */
+export interface StatementResult {
+  readonly rows: ReadonlyArray<any>
+  readonly affected: number
+}
+
+/** Runs the statements atomically and returns what each one produced. */
 export type AtomicRunner = (
   statements: ReadonlyArray<Statement<any>>,
-) => Effect.Effect<ReadonlyArray<ReadonlyArray<any>>, AtomicStatementError | SqlError>
+) => Effect.Effect<ReadonlyArray<StatementResult>, AtomicStatementError | SqlError>
+
+/**
+ * Reads a driver's raw result (`Statement.raw`): rows from better-sqlite3 (a reading
+ * statement), its `RunResult` (`changes`), node-postgres' `Result` (`rows`, `rowCount`) or
+ * rqlite's result (`rows_affected`).
+ */
+export const statementResult = (raw: unknown): StatementResult => {
+  if (Array.isArray(raw)) return { rows: raw, affected: raw.length }
+  const result = (typeof raw === "object" && raw !== null ? raw : {}) as {
+    readonly rows?: unknown
+    readonly rowCount?: unknown
+    readonly changes?: unknown
+    readonly rows_affected?: unknown
+  }
+  const rows = Array.isArray(result.rows) ? result.rows : []
+  const affected = [result.rowCount, result.changes, result.rows_affected].find((n) => typeof n === "number")
+  return { rows, affected: typeof affected === "number" ? affected : rows.length }
+}
 
 /** The runner for clients with interactive transactions. */
 export const transactional =
@@ -32,6 +56,9 @@ export const transactional =
   (statements) =>
     sql.withTransaction(
       Effect.forEach(statements, (statement, index) =>
-        Effect.mapError(statement, (cause) => new AtomicStatementError({ index, cause })),
+        statement.raw.pipe(
+          Effect.map(statementResult),
+          Effect.mapError((cause) => new AtomicStatementError({ index, cause })),
+        ),
       ),
     )

@@ -32,7 +32,7 @@ import {
   type WriteOptions,
 } from "../Store.js"
 import * as Arg from "./arguments.js"
-import { type AtomicRunner, type AtomicStatementError, transactional } from "./atomic.js"
+import { type AtomicRunner, type AtomicStatementError, statementResult, transactional } from "./atomic.js"
 import { postgresSchema, schemaVersion, sqliteSchema, versionMismatchMarker } from "./schema.js"
 
 export interface StoreSqlOptions {
@@ -187,6 +187,18 @@ export const make = (
             const [text, params] = statement.compile()
             return direct.execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>
           })
+    /** The number of rows a statement changed (deletes are counted this way, not by RETURNING). */
+    const affected = (statement: Statement<unknown>): Effect.Effect<number, SqlError> => {
+      const raw =
+        direct === undefined
+          ? statement.raw
+          : Effect.suspend(() => {
+              if (openTransactions > 0) return statement.raw
+              const [text, params] = statement.compile()
+              return direct.executeRaw(text, params)
+            })
+      return Effect.map(raw, (result) => statementResult(result).affected)
+    }
 
     // --- dialect differences -------------------------------------------------
 
@@ -224,7 +236,9 @@ export const make = (
         ),
       ) as Effect.Effect<A, Exclude<E, SqlError | AtomicStatementError> | StoreError>
 
-    const columns = sql.literal("key, version, value, type, created")
+    // Identifiers are quoted: rqlite parses statements to find `RETURNING`, and its parser
+    // gives up on an unquoted `key` (or a subquery), silently dropping the returned rows.
+    const columns = sql.literal(`"key", "version", "value", "type", "created"`)
     const records = (statement: Statement<RecordRow>) =>
       Effect.map(rows(statement), (rows) => rows.map(toRecord))
     const countOf = (statement: Statement<{ n: number | string }>) =>
@@ -232,22 +246,32 @@ export const make = (
 
     const prefixCondition = (prefix: string): Fragment => {
       const upper = prefixSuccessor(prefix)
-      return upper === undefined ? sql`key >= ${prefix}` : sql`key >= ${prefix} AND key < ${upper}`
+      return upper === undefined ? sql`"key" >= ${prefix}` : sql`"key" >= ${prefix} AND "key" < ${upper}`
     }
-    const rangeCondition = (from: string, to: string): Fragment => sql`key >= ${from} AND key < ${to}`
+    const rangeCondition = (from: string, to: string): Fragment => sql`"key" >= ${from} AND "key" < ${to}`
 
     const selectRecords = (condition: Fragment, page: Arg.CheckedPage) =>
       records(
-        sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE ${condition} ORDER BY key ${limitOffset(page)}`,
+        sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}`,
       )
 
-    /** Deletes the keys matching `condition` (within `page` of them, in key order). */
-    const deleteWhere = (condition: Fragment, page: Arg.CheckedPage): Statement<{ key: string }> =>
+    /** Deletes the keys matching `condition` (within `page` of them, in key order). Counted by `affected`. */
+    const deleteWhere = (condition: Fragment, page: Arg.CheckedPage): Statement<never> =>
       page.offset === 0 && page.limit < 0
-        ? sql`DELETE FROM kv_records WHERE ${condition} RETURNING key`
-        : sql`DELETE FROM kv_records WHERE key IN (
-            SELECT key FROM kv_records WHERE ${condition} ORDER BY key ${limitOffset(page)}
-          ) RETURNING key`
+        ? sql`DELETE FROM kv_records WHERE ${condition}`
+        : sql`DELETE FROM kv_records WHERE "key" IN (
+            SELECT "key" FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}
+          )`
+
+    const insertRecord = (key: string, value: Fragment | string, type: string, now: number) =>
+      sql`INSERT INTO kv_records ("key", "version", "value", "type", "created")
+        VALUES (${key}, 1, ${value}, ${type}, ${time(now)})`
+
+    /** Version 0: skip an existing key (a single write) or fail on it (a batch, see `planMutation`). */
+    const insertOnly = (insert: Statement<unknown>, onConflict: "skip" | "fail"): Statement<RecordRow> =>
+      onConflict === "skip"
+        ? sql`${insert} ON CONFLICT ("key") DO NOTHING RETURNING ${columns}`
+        : sql`${insert} RETURNING ${columns}`
 
     /**
      * The write of a `put`. Version -1 upserts, 0 inserts (`onConflict` says whether an
@@ -262,18 +286,13 @@ export const make = (
       onConflict: "skip" | "fail",
     ): Statement<RecordRow> => {
       if (version > 0) {
-        return sql`UPDATE kv_records SET version = version + 1, value = ${value}, type = ${type}
-          WHERE key = ${key} AND version = ${version} RETURNING ${columns}`
+        return sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${value}, "type" = ${type}
+          WHERE "key" = ${key} AND "version" = ${version} RETURNING ${columns}`
       }
-      const insert = sql`INSERT INTO kv_records (key, version, value, type, created)
-        VALUES (${key}, 1, ${value}, ${type}, ${time(now)})`
-      if (version === 0) {
-        return onConflict === "skip"
-          ? sql`${insert} ON CONFLICT (key) DO NOTHING RETURNING ${columns}`
-          : sql`${insert} RETURNING ${columns}`
-      }
-      return sql`${insert} ON CONFLICT (key) DO UPDATE SET version = kv_records.version + 1,
-        value = excluded.value, type = excluded.type RETURNING ${columns}`
+      const insert = insertRecord(key, value, type, now)
+      if (version === 0) return insertOnly(insert, onConflict)
+      return sql`${insert} ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
+        "value" = excluded."value", "type" = excluded."type" RETURNING ${columns}`
     }
 
     /** The write of a `patch`; the same version rules as `putStatement`. */
@@ -288,23 +307,18 @@ export const make = (
       // An existing record keeps its type unless one is given; a new one is an object.
       const type = explicitType ?? null
       if (version > 0) {
-        return sql`UPDATE kv_records SET version = version + 1, value = ${mergePatch(sql`value`, patch)},
-          type = COALESCE(${type}, type) WHERE key = ${key} AND version = ${version} RETURNING ${columns}`
+        return sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${mergePatch(sql`"value"`, patch)},
+          "type" = COALESCE(${type}, "type") WHERE "key" = ${key} AND "version" = ${version} RETURNING ${columns}`
       }
-      const insert = sql`INSERT INTO kv_records (key, version, value, type, created)
-        VALUES (${key}, 1, ${mergePatch("{}", patch)}, ${explicitType ?? "object"}, ${time(now)})`
-      if (version === 0) {
-        return onConflict === "skip"
-          ? sql`${insert} ON CONFLICT (key) DO NOTHING RETURNING ${columns}`
-          : sql`${insert} RETURNING ${columns}`
-      }
-      return sql`${insert} ON CONFLICT (key) DO UPDATE SET version = kv_records.version + 1,
-        value = ${mergePatch(sql`kv_records.value`, patch)}, type = COALESCE(${type}, kv_records.type)
+      const insert = insertRecord(key, mergePatch("{}", patch), explicitType ?? "object", now)
+      if (version === 0) return insertOnly(insert, onConflict)
+      return sql`${insert} ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
+        "value" = ${mergePatch(sql`kv_records."value"`, patch)}, "type" = COALESCE(${type}, kv_records."type")
         RETURNING ${columns}`
     }
 
     const expectVersion = (key: string, version: number) =>
-      sql`INSERT INTO kv_expect (key, version) VALUES (${key}, ${version})`
+      sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`
 
     const writeOne = (key: string, version: number, statement: Statement<RecordRow>) =>
       Effect.flatMap(rows(statement), (written) =>
@@ -365,10 +379,7 @@ export const make = (
           }),
         Delete: (m) =>
           Effect.map(Arg.key(m.key), (key) => [
-            [
-              sql`DELETE FROM kv_records WHERE key = ${key} RETURNING key`,
-              { kind: "write", mutation: index },
-            ] as const,
+            [sql`DELETE FROM kv_records WHERE "key" = ${key}`, { kind: "write", mutation: index }] as const,
           ]),
         DeletePrefix: (m) =>
           Effect.map(deletePrefixStatement(m.prefix, m.page), (statement) => [
@@ -498,35 +509,25 @@ export const make = (
           const checked = yield* Arg.keys(keys)
           if (checked.length === 0) return 0
           const statements = chunks(checked).map(
-            (chunk) =>
-              sql<{ key: string }>`DELETE FROM kv_records WHERE key IN ${sql.in(chunk)} RETURNING key`,
+            (chunk) => sql<never>`DELETE FROM kv_records WHERE "key" IN ${sql.in(chunk)}`,
           )
           const deleted =
             statements.length === 1
-              ? Effect.map(rows(statements[0]!), (deleted) => [deleted])
-              : atomic(statements)
-          return yield* run(
-            "delete",
-            Effect.map(deleted, (results) => results.reduce((n, rows) => n + rows.length, 0)),
-          )
+              ? affected(statements[0]!)
+              : Effect.map(atomic(statements), (results) => results.reduce((n, r) => n + r.affected, 0))
+          return yield* run("delete", deleted)
         }),
 
       deletePrefix: (prefix, page) =>
         Effect.flatMap(deletePrefixStatement(prefix, page), (statement) =>
-          run(
-            "deletePrefix",
-            Effect.map(rows(statement), (deleted) => deleted.length),
-          ),
+          run("deletePrefix", affected(statement)),
         ),
 
       deleteRange: (from, to, page) =>
         Effect.gen(function* () {
           const condition = rangeCondition(yield* Arg.bound("from", from), yield* Arg.bound("to", to))
           const statement = deleteWhere(condition, yield* Arg.page(page))
-          return yield* run(
-            "deleteRange",
-            Effect.map(rows(statement), (deleted) => deleted.length),
-          )
+          return yield* run("deleteRange", affected(statement))
         }),
 
       count: () => run("count", countOf(sql`SELECT COUNT(*) AS n FROM kv_records`)),
@@ -562,12 +563,12 @@ export const make = (
               Effect.catchTag("AtomicStatementError", (error) => Effect.fail(batchFailure(steps, error))),
             ),
           )
-          const affected = mutations.map(() => 0)
-          results.forEach((rows, i) => {
+          const counts = mutations.map(() => 0)
+          results.forEach((result, i) => {
             const step = steps[i]!
-            if (step.kind === "write") affected[step.mutation] = rows.length
+            if (step.kind === "write") counts[step.mutation] = result.affected
           })
-          return affected
+          return counts
         }),
 
       stream: (type, seq, limit) =>
@@ -592,13 +593,7 @@ export const make = (
 
       streamTrim: (seq) =>
         Effect.flatMap(Arg.seq(seq), (seq) =>
-          run(
-            "streamTrim",
-            Effect.map(
-              rows(sql`DELETE FROM kv_stream WHERE seq <= ${seq} RETURNING seq`),
-              (deleted) => deleted.length,
-            ),
-          ),
+          run("streamTrim", affected(sql`DELETE FROM kv_stream WHERE "seq" <= ${seq}`)),
         ),
 
       lockAcquire: (name, lockedBy, duration) =>
@@ -608,15 +603,15 @@ export const make = (
           const millis = yield* Arg.positiveDuration(duration)
           const now = yield* Clock.currentTimeMillis
           // Taken when free or expired; refreshed (same lockedAt) by the same holder.
-          const acquired = sql`INSERT INTO kv_locks (name, locked_by, locked_at, expires_at)
+          const acquired = sql`INSERT INTO kv_locks ("name", "locked_by", "locked_at", "expires_at")
             VALUES (${lock}, ${holder}, ${time(now)}, ${time(now + millis)})
-            ON CONFLICT (name) DO UPDATE SET
-              locked_by = excluded.locked_by,
-              locked_at = CASE WHEN kv_locks.locked_by = excluded.locked_by
-                AND kv_locks.expires_at > excluded.locked_at THEN kv_locks.locked_at ELSE excluded.locked_at END,
-              expires_at = excluded.expires_at
-            WHERE kv_locks.locked_by = excluded.locked_by OR kv_locks.expires_at <= excluded.locked_at
-            RETURNING name`
+            ON CONFLICT ("name") DO UPDATE SET
+              "locked_by" = excluded."locked_by",
+              "locked_at" = CASE WHEN kv_locks."locked_by" = excluded."locked_by"
+                AND kv_locks."expires_at" > excluded."locked_at" THEN kv_locks."locked_at" ELSE excluded."locked_at" END,
+              "expires_at" = excluded."expires_at"
+            WHERE kv_locks."locked_by" = excluded."locked_by" OR kv_locks."expires_at" <= excluded."locked_at"
+            RETURNING "name"`
           return yield* run(
             "lockAcquire",
             Effect.map(rows(acquired), (taken) => taken.length === 1),
@@ -627,10 +622,10 @@ export const make = (
         Effect.gen(function* () {
           const lock = yield* Arg.name("lock name", name)
           const holder = yield* Arg.name("lock holder", lockedBy)
-          const released = sql`DELETE FROM kv_locks WHERE name = ${lock} AND locked_by = ${holder} RETURNING name`
+          const released = sql`DELETE FROM kv_locks WHERE "name" = ${lock} AND "locked_by" = ${holder}`
           return yield* run(
             "lockRelease",
-            Effect.map(rows(released), (deleted) => deleted.length === 1),
+            Effect.map(affected(released), (deleted) => deleted === 1),
           )
         }),
 

@@ -1,0 +1,2 @@
+/** `effect-kv/postgres`: the PostgreSQL backend. */
+export * as KvPostgres from "./layers/Postgres.js"
