@@ -2,8 +2,9 @@
  * Picks the backend layer for the CLI's `--type` and `--connection`.
  */
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import * as KvPostgres from "../layers/Postgres.js"
+import * as KvRqlite from "../layers/Rqlite.js"
 import * as KvSqlite from "../layers/Sqlite.js"
 import { InvalidArgumentError, type Store, type StoreError } from "../Store.js"
 
@@ -22,7 +23,7 @@ export const layerFor = (
     case "postgres":
       return KvPostgres.layer({ url: connection })
     case "rqlite":
-      return Layer.fail(new InvalidArgumentError({ message: "the rqlite backend is not available yet" }))
+      return KvRqlite.layer({ url: connection })
   }
 }
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+/**
+ * The `kv` executable: runs the command tree of `Cli.ts` on Node.
+ *
+ * Every failure ends as exactly one `kv: ...` line on stderr and exit code 1; interruption
+ * (SIGINT/SIGTERM) exits 0 after the running command has cleaned up.
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Cli from "./Cli.js"
+
+// `kv list | head -1`: a closed stdout ends the program quietly.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0)
+  throw error
+})
+
+const secrets = Cli.secretsOf(process.argv, process.env)
+
+Cli.run(process.argv).pipe(
+  Effect.catchAllCause((cause) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.failCause(cause)
+      : // printed here, then a bare failure so that the runtime exits with code 1
+        Effect.zipRight(Console.error(Cli.formatError(cause, secrets)), Effect.fail("reported" as const)),
+  ),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true }),
+)
