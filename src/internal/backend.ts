@@ -1,12 +1,11 @@
 /**
  * Picks the backend layer for the CLI's `--type` and `--connection`.
  */
-import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as KvPostgres from "../layers/Postgres.js"
 import * as KvRqlite from "../layers/Rqlite.js"
 import * as KvSqlite from "../layers/Sqlite.js"
-import { InvalidArgumentError, type Store, type StoreError } from "../Store.js"
+import type { InvalidArgumentError, Store, StoreError } from "../Store.js"
 
 export const backendTypes = ["sqlite", "postgres", "rqlite"] as const
 export type BackendType = (typeof backendTypes)[number]
@@ -26,13 +25,3 @@ export const layerFor = (
       return KvRqlite.layer({ url: connection })
   }
 }
-
-/** Fails on anything but a known backend name. */
-export const parseBackendType = (input: string): Effect.Effect<BackendType, InvalidArgumentError> =>
-  isBackendType(input)
-    ? Effect.succeed(input)
-    : Effect.fail(
-        new InvalidArgumentError({
-          message: `unknown backend type "${input}" (expected ${backendTypes.join(", ")})`,
-        }),
-      )
