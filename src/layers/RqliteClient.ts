@@ -29,7 +29,6 @@ import * as Client from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -37,6 +36,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import * as Undici from "undici"
 import { type AtomicRunner, AtomicStatementError } from "../internal/atomic.js"
 
 export const TypeId: unique symbol = Symbol.for("effect-kv/RqliteClient")
@@ -56,7 +56,7 @@ export interface RqliteClientConfig {
   readonly url: string | Redacted.Redacted<string>
   /** Read consistency (default: the URL's `level`, else `linearizable`). */
   readonly level?: ReadConsistency | undefined
-  /** Per-request timeout (default 10 seconds). */
+  /** Per-request timeout (default 10 seconds), kept by the HTTP client of `layer`. */
   readonly timeout?: Duration.DurationInput | undefined
   /** Basic auth user; overrides the URL's. */
   readonly username?: string | undefined
@@ -78,6 +78,11 @@ export interface RqliteClient extends Client.SqlClient {
    * each. A failing statement rolls the batch back and fails with `AtomicStatementError`.
    */
   readonly executeAtomic: AtomicRunner
+  /**
+   * The HTTP "connection" itself: stateless, so it may be used directly and concurrently,
+   * without the per-statement scope and span of `SqlClient`.
+   */
+  readonly connection: Connection
   /** Not supported by the SQLite dialect. */
   readonly updateValues: never
 }
@@ -86,8 +91,37 @@ export const RqliteClient = Context.GenericTag<RqliteClient>("effect-kv/RqliteCl
 
 const defaultTimeout = Duration.seconds(10)
 
-// Request timeouts are about the network, which a TestClock does not drive
-const liveClock = Clock.make()
+/**
+ * An undici dispatcher that gives every request `timeoutMs` to answer. Timeouts live in
+ * the dispatcher (undici's own timers) rather than in `Effect.timeout`, which costs a fiber
+ * per request; they also run on the real clock, which a TestClock does not drive.
+ * (@effect/platform-node sets the request timeouts itself, so they are overridden here.)
+ */
+class TimeoutAgent extends Undici.Agent {
+  constructor(private readonly timeoutMs: number) {
+    super({ keepAliveTimeout: 30_000 })
+  }
+  override dispatch(options: Undici.Dispatcher.DispatchOptions, handler: Undici.Dispatcher.DispatchHandler) {
+    return super.dispatch(
+      { ...options, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs },
+      handler,
+    )
+  }
+}
+
+/** The HTTP client of `layer`: undici with keep-alive and the request timeout. */
+export const layerHttpClient = (timeout: Duration.DurationInput): Layer.Layer<HttpClient.HttpClient> =>
+  NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
+    Layer.provide(
+      Layer.scoped(
+        NodeHttpClient.Dispatcher,
+        Effect.acquireRelease(
+          Effect.sync(() => new TimeoutAgent(Math.max(1, Math.round(Duration.toMillis(timeout))))),
+          (dispatcher) => Effect.promise(() => dispatcher.destroy()),
+        ),
+      ),
+    ),
+  )
 
 const fail = (message: string, cause?: unknown) =>
   new SqlError(cause === undefined ? { message } : { message, cause })
@@ -283,6 +317,8 @@ const supportsLinearizable = (version: unknown): boolean => {
   return major > 8 || (major === 8 && minor >= 32)
 }
 
+const timeoutErrorCodes = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"])
+
 const connectErrorCodes = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "EAI_AGAIN"])
 
 const errorCode = (cause: unknown): string | undefined => {
@@ -309,8 +345,14 @@ export const make = (
     const base = new URL(config.url)
     const origin = base.origin
 
-    // rqlite answers a write sent to a follower with a redirect to the leader
-    const http = (yield* HttpClient.HttpClient).pipe(HttpClient.followRedirects(3))
+    // rqlite answers a write sent to a follower with a redirect to the leader. Each statement
+    // has its `sql.execute` span already; an HTTP span and trace header per request would
+    // only add cost (about a fifth of a request's CPU time).
+    const http = (yield* HttpClient.HttpClient).pipe(
+      HttpClient.followRedirects(3),
+      HttpClient.withTracerDisabledWhen(() => true),
+      HttpClient.withTracerPropagation(false),
+    )
     const headers: Record<string, string> = {}
     if (config.username !== undefined || config.password !== undefined) {
       const credentials = `${config.username ?? ""}:${config.password ? Redacted.value(config.password) : ""}`
@@ -345,11 +387,6 @@ export const make = (
             RequestError: (error) => Effect.fail(httpError(error)),
             ResponseError: (error) => Effect.fail(httpError(error)),
           }),
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () => fail(`rqlite at ${origin} did not answer within ${Duration.format(timeout)}`),
-          }),
-          Effect.withClock(liveClock),
         )
     }
 
@@ -359,6 +396,12 @@ export const make = (
         const code = errorCode(error.cause)
         if (code !== undefined && connectErrorCodes.has(code)) {
           return fail(`cannot connect to ${origin} (${code})`, error.cause)
+        }
+        if (code !== undefined && timeoutErrorCodes.has(code)) {
+          return fail(
+            `rqlite request to ${origin} timed out after ${Duration.format(timeout)} (a write may still be applied)`,
+            error.cause,
+          )
         }
       }
       const reason = error.cause instanceof Error ? error.cause.message : error.reason
@@ -403,15 +446,6 @@ export const make = (
             ResponseError: (error) => Effect.fail(httpError(error)),
           }),
           Effect.flatMap(decodeResults),
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () =>
-              fail(
-                `rqlite request to ${origin} timed out after ${Duration.format(timeout)}` +
-                  " (a write may still be applied)",
-              ),
-          }),
-          Effect.withClock(liveClock),
         )
 
     /** Runs one statement outside any transaction and returns its result. */
@@ -516,6 +550,7 @@ export const make = (
       config,
       readLevel,
       executeAtomic,
+      connection,
     }) as RqliteClient
   })
 
@@ -525,4 +560,4 @@ export const layer = (config: RqliteClientConfig): Layer.Layer<RqliteClient | Cl
     Effect.map(make(config), (client) =>
       Context.make(RqliteClient, client).pipe(Context.add(Client.SqlClient, client)),
     ),
-  ).pipe(Layer.provide([Reactivity.layer, NodeHttpClient.layerUndici]))
+  ).pipe(Layer.provide([Reactivity.layer, layerHttpClient(config.timeout ?? defaultTimeout)]))
