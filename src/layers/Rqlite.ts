@@ -41,7 +41,7 @@ export const layer = (config: RqliteConfig): Layer.Layer<Store, StoreError | Inv
   return Layer.effect(
     Store,
     Effect.flatMap(RqliteClient.RqliteClient, (rqlite) =>
-      StoreSql.make({ migrate: config.migrate, atomic: rqlite.executeAtomic }),
+      StoreSql.make({ migrate: config.migrate, atomic: rqlite.executeAtomic, connection: rqlite.connection }),
     ),
   ).pipe(Layer.provide(client))
 }

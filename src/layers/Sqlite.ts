@@ -110,7 +110,19 @@ export const layer = (config: SqliteConfig): Layer.Layer<Store, StoreError | Inv
     Effect.map(parseFilename(config.filename), (location) =>
       Layer.effect(
         Store,
-        StoreSql.make({ migrate: config.migrate !== false && !location.readonly, singleConnection: true }),
+        Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          // SqliteClient has one connection behind a lock; taking it and giving the lock back
+          // right away leaves the connection for the store's single statements, which run
+          // synchronously and so can never interleave with a transaction's.
+          const connection = yield* Effect.scoped(sql.reserve).pipe(
+            Effect.mapError((cause) => new StoreError({ operation: "open", cause })),
+          )
+          return yield* StoreSql.make({
+            migrate: config.migrate !== false && !location.readonly,
+            connection,
+          })
+        }),
       ).pipe(Layer.provide(layerClient(config))),
     ),
   )
