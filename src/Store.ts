@@ -17,31 +17,38 @@ import * as SchemaAST from "effect/SchemaAST"
 // Models
 // ---------------------------------------------------------------------------
 
+// Models are plain readonly objects described by a Schema (which encodes them for the CLI:
+// dates as RFC 3339 strings). Plain objects, not Schema classes: a read builds one per row,
+// and a class instance costs ten times as much to make.
+
 /** One stored key. `created` is set when the key is first written and never changes. */
-export class KvRecord extends Schema.Class<KvRecord>("KvRecord")({
+export const KvRecord = Schema.Struct({
   key: Schema.String,
   version: Schema.Number,
   value: Schema.Unknown,
   type: Schema.String,
   created: Schema.Date,
-}) {}
+}).annotations({ identifier: "KvRecord" })
+export interface KvRecord extends Schema.Schema.Type<typeof KvRecord> {}
 
 export const StreamAction = Schema.Literal("create", "update", "delete")
 export type StreamAction = typeof StreamAction.Type
 
 /** One change of a user key, in commit order. */
-export class StreamRecord extends Schema.Class<StreamRecord>("StreamRecord")({
+export const StreamRecord = Schema.Struct({
   seq: Schema.Number,
   action: StreamAction,
   record: KvRecord,
-}) {}
+}).annotations({ identifier: "StreamRecord" })
+export interface StreamRecord extends Schema.Schema.Type<typeof StreamRecord> {}
 
-export class LockStatus extends Schema.Class<LockStatus>("LockStatus")({
+export const LockStatus = Schema.Struct({
   name: Schema.String,
   lockedBy: Schema.String,
   lockedAt: Schema.Date,
   expiresAt: Schema.Date,
-}) {}
+}).annotations({ identifier: "LockStatus" })
+export interface LockStatus extends Schema.Schema.Type<typeof LockStatus> {}
 
 /** `offset` absent means 0; `limit` absent or `-1` means no limit. */
 export interface Page {
