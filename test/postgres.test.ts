@@ -1,8 +1,13 @@
 import * as KvPostgres from "../src/layers/Postgres.js"
 import { storeSuite } from "./Store.conformance.js"
-import { scratchLayer } from "./support/postgres.js"
+import { createScratchDatabase } from "./support/postgres.js"
+import { layerOnScratch } from "./support/scratch.js"
 
 storeSuite(
   "Store on PostgreSQL",
-  scratchLayer((url) => KvPostgres.layer({ url })),
+  layerOnScratch(
+    createScratchDatabase,
+    (database) => database.drop(),
+    (database) => KvPostgres.layer({ url: database.url }),
+  ),
 )

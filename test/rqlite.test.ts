@@ -1,8 +1,13 @@
 import * as KvRqlite from "../src/layers/Rqlite.js"
 import { storeSuite } from "./Store.conformance.js"
-import { serverLayer } from "./support/rqlite.js"
+import { startRqlite } from "./support/rqlite.js"
+import { layerOnScratch } from "./support/scratch.js"
 
 storeSuite(
   "Store on rqlite",
-  serverLayer((url) => KvRqlite.layer({ url })),
+  layerOnScratch(
+    startRqlite,
+    (server) => server.stop(),
+    (server) => KvRqlite.layer({ url: server.url }),
+  ),
 )

@@ -1,20 +1,15 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import { KvSqlite } from "../src/sqlite.js"
 import { storeSuite } from "./Store.conformance.js"
+import { layerOnScratch } from "./support/scratch.js"
 
 /** A SQLite file in a new temporary directory, removed with the layer. */
-const tempFile = Layer.unwrapScoped(
-  Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })),
-    ),
-    (dir) => KvSqlite.layer({ filename: `file:${path.join(dir, "data.db")}?mode=rwc` }),
-  ),
+const tempFile = layerOnScratch(
+  async () => fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-")),
+  async (dir) => fs.rmSync(dir, { recursive: true, force: true }),
+  (dir) => KvSqlite.layer({ filename: `file:${path.join(dir, "data.db")}?mode=rwc` }),
 )
 
 storeSuite("Store on a SQLite file", tempFile)

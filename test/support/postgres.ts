@@ -3,8 +3,6 @@
  * scratch database per test file, created on demand and dropped at the end.
  */
 import { randomBytes } from "node:crypto"
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import pg from "pg"
 
 export const serverUrl = process.env.KV_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -46,15 +44,3 @@ export const createScratchDatabase = async (): Promise<ScratchDatabase> => {
       ),
   }
 }
-
-/** A scratch database for the lifetime of a layer: its URL, given to `make`. */
-export const scratchLayer = <A, E, R>(make: (url: string) => Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
-  Layer.unwrapScoped(
-    Effect.map(
-      Effect.acquireRelease(
-        Effect.promise(() => createScratchDatabase()),
-        (db) => Effect.promise(() => db.drop()),
-      ),
-      (db) => make(db.url),
-    ),
-  )

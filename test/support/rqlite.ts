@@ -9,8 +9,6 @@ import { createRequire } from "node:module"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 
 const user = "admin"
 const password = "secret"
@@ -148,15 +146,3 @@ export const startRqlite = async (): Promise<RqliteServer> => {
   }
   return { url: `http://${user}:${password}@127.0.0.1:${httpPort}`, stop: teardown }
 }
-
-/** A fresh server for the lifetime of a layer: its URL, given to `make`. */
-export const serverLayer = <A, E, R>(make: (url: string) => Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
-  Layer.unwrapScoped(
-    Effect.map(
-      Effect.acquireRelease(
-        Effect.promise(() => startRqlite()),
-        (server) => Effect.promise(() => server.stop()),
-      ),
-      (server) => make(server.url),
-    ),
-  )
