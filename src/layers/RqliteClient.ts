@@ -249,18 +249,26 @@ const encodeParam = (value: unknown): Either.Either<string, SqlError> => {
   return Either.left(fail(`cannot bind a value of type ${typeof value} as an rqlite parameter`))
 }
 
+/** Why rqlite must not get this SQL, if it must not; remembered per text (statements repeat). */
+const refusals = new Map<string, string | null>()
+const refusalOf = (sql: string): string | null => {
+  let refusal = refusals.get(sql)
+  if (refusal === undefined) {
+    refusal = transactionControl.test(sql)
+      ? "rqlite has no interactive transactions; use executeAtomic"
+      : hasEmptyPart(sql)
+        ? "empty SQL statement or part of one (e.g. ';;' or a comment after the last ';'), which makes rqlited 8 run out of memory"
+        : null
+    if (refusals.size >= 1000) refusals.clear()
+    refusals.set(sql, refusal)
+  }
+  return refusal
+}
+
 /** One statement as rqlite's JSON: `["sql", param, ...]`. */
 const encodeStatement = (sql: string, params: ReadonlyArray<unknown>): Either.Either<string, SqlError> => {
-  if (transactionControl.test(sql)) {
-    return Either.left(fail("rqlite has no interactive transactions; use executeAtomic"))
-  }
-  if (hasEmptyPart(sql)) {
-    return Either.left(
-      fail(
-        "empty SQL statement or part of one (e.g. ';;' or a comment after the last ';'), which makes rqlited 8 run out of memory",
-      ),
-    )
-  }
+  const refusal = refusalOf(sql)
+  if (refusal !== null) return Either.left(fail(refusal))
   const parts = [JSON.stringify(sql)]
   for (const param of params) {
     const encoded = encodeParam(param)
@@ -423,35 +431,29 @@ export const make = (
       if (transaction) url.searchParams.set("transaction", "")
       return url.toString()
     }
-    const requestUrl = endpoint(false)
-    const transactionUrl = endpoint(true)
+    // built once: URL parsing and header merging are a noticeable part of a request's cost
+    const singleRequest = HttpClientRequest.post(endpoint(false)).pipe(HttpClientRequest.setHeaders(headers))
+    const batchRequest = HttpClientRequest.post(endpoint(true)).pipe(HttpClientRequest.setHeaders(headers))
 
     /** POSTs the statements (already JSON) and returns one result per statement. */
-    const send = (url: string, statements: ReadonlyArray<string>) =>
-      http
-        .execute(
-          HttpClientRequest.post(url).pipe(
-            HttpClientRequest.setHeaders(headers),
-            HttpClientRequest.bodyText(`[${statements.join(",")}]`, "application/json"),
-          ),
-        )
-        .pipe(
-          Effect.flatMap((response) =>
-            response.status >= 200 && response.status < 300
-              ? response.json
-              : Effect.flatMap(response.text, (body) => Effect.fail(statusError(response.status, body))),
-          ),
-          Effect.catchTags({
-            RequestError: (error) => Effect.fail(httpError(error)),
-            ResponseError: (error) => Effect.fail(httpError(error)),
-          }),
-          Effect.flatMap(decodeResults),
-        )
+    const send = (request: HttpClientRequest.HttpClientRequest, statements: ReadonlyArray<string>) =>
+      http.execute(HttpClientRequest.bodyText(request, `[${statements.join(",")}]`, "application/json")).pipe(
+        Effect.flatMap((response) =>
+          response.status >= 200 && response.status < 300
+            ? response.json
+            : Effect.flatMap(response.text, (body) => Effect.fail(statusError(response.status, body))),
+        ),
+        Effect.catchTags({
+          RequestError: (error) => Effect.fail(httpError(error)),
+          ResponseError: (error) => Effect.fail(httpError(error)),
+        }),
+        Effect.flatMap(decodeResults),
+      )
 
     /** Runs one statement outside any transaction and returns its result. */
     const run = (sql: string, params: ReadonlyArray<unknown>) =>
       Effect.flatMap(encodeStatement(sql, params), (statement) =>
-        send(requestUrl, [statement]).pipe(
+        send(singleRequest, [statement]).pipe(
           Effect.flatMap((results) => {
             const result = results[0]
             if (result === undefined) return Effect.fail(fail("rqlite returned no result for the statement"))
@@ -498,7 +500,7 @@ export const make = (
           const [sql, params] = statement.compile()
           encoded.push(yield* encodeStatement(sql, params))
         }
-        const results = yield* send(transactionUrl, [...encoded, sentinel])
+        const results = yield* send(batchRequest, [...encoded, sentinel])
         const failed = results.findIndex((result) => result.error !== undefined)
         if (failed === -1) {
           if (results.length !== statements.length + 1) {
