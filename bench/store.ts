@@ -102,7 +102,7 @@ const measureRaw = async (
   return summarize(latencies, performance.now() - start)
 }
 
-/** `n` runs of `op`, `fibers` at a time, as Effect fibers. */
+/** `n` runs of `op` by `fibers` fibers, each taking the next index until all are done. */
 const measureStore = <E>(
   n: number,
   fibers: number,
@@ -110,17 +110,19 @@ const measureStore = <E>(
 ): Effect.Effect<Result, E, Store> =>
   Effect.gen(function* () {
     const latencies: Array<number> = []
+    let next = 0
+    const timed = Effect.suspend(() => {
+      const i = next++
+      const t0 = performance.now()
+      return Effect.map(op(i), () => {
+        latencies.push(performance.now() - t0)
+      })
+    })
+    const worker = Effect.whileLoop({ while: () => next < n, body: () => timed, step: () => {} })
     const start = performance.now()
-    yield* Effect.forEach(
-      Array.from({ length: n }, (_, i) => i),
-      (i) =>
-        Effect.suspend(() => {
-          const t0 = performance.now()
-          return Effect.map(op(i), () => {
-            latencies.push(performance.now() - t0)
-          })
-        }),
-      { concurrency: fibers, discard: true },
+    yield* Effect.all(
+      Array.from({ length: fibers }, () => worker),
+      { concurrency: "unbounded", discard: true },
     )
     return summarize(latencies, performance.now() - start)
   })
