@@ -206,6 +206,8 @@ const postgresBackend = async (): Promise<Backend> => {
     raw: () => {
       // the same pool size as the store's client
       const pool = new pg.Pool({ connectionString: scratch.url, max: 10 })
+      // dropping the scratch database ends idle connections; that is expected here
+      pool.on("error", () => {})
       const columns = `"key", "version", "value", "type", "created"`
       type Row = { value: string }
       const rows = (text: string, values: Array<unknown>) =>
