@@ -315,15 +315,58 @@ export const make = (
     const expectVersion = (key: string, version: number) =>
       sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`
 
-    const writeOne = (key: string, version: number, statement: Statement<RecordRow>) =>
+    /** A checked single-key write: the statement, and the key and version it expects. */
+    interface Write {
+      readonly key: string
+      readonly version: number
+      readonly statement: Statement<RecordRow>
+    }
+
+    /** The written record, or a mismatch when the version check left the row alone. */
+    const writeOne = ({ key, statement, version }: Write) =>
       Effect.flatMap(rows(statement), (written) =>
         written.length === 1
           ? Effect.succeed(toRecord(written[0]!))
           : Effect.fail(new VersionMismatchError({ key, expected: version })),
       )
 
-    const recordType = (value: unknown, options: WriteOptions | undefined) =>
-      options?.type === undefined ? Effect.succeed(typeOf(value)) : Arg.name("type", options.type)
+    /** The explicit type option, checked. */
+    const explicitType = (options: WriteOptions | undefined) =>
+      options?.type === undefined ? Effect.succeed(undefined) : Arg.name("type", options.type)
+
+    const checkedPut = (
+      key: string,
+      version: number,
+      value: unknown,
+      options: WriteOptions | undefined,
+      now: number,
+      onConflict: "skip" | "fail",
+    ): Effect.Effect<Write, InvalidArgumentError> =>
+      Effect.gen(function* () {
+        const checkedKey = yield* Arg.key(key)
+        const checkedVersion = yield* Arg.version(version)
+        const json = yield* Arg.json(value)
+        const type = (yield* explicitType(options)) ?? typeOf(value)
+        const statement = putStatement(checkedKey, checkedVersion, json, type, now, onConflict)
+        return { key: checkedKey, version: checkedVersion, statement }
+      })
+
+    const checkedPatch = (
+      key: string,
+      version: number,
+      patch: unknown,
+      options: WriteOptions | undefined,
+      now: number,
+      onConflict: "skip" | "fail",
+    ): Effect.Effect<Write, InvalidArgumentError> =>
+      Effect.gen(function* () {
+        const checkedKey = yield* Arg.key(key)
+        const checkedVersion = yield* Arg.version(version)
+        const json = yield* Arg.patch(patch)
+        const type = yield* explicitType(options)
+        const statement = patchStatement(checkedKey, checkedVersion, json, type, now, onConflict)
+        return { key: checkedKey, version: checkedVersion, statement }
+      })
 
     // --- migrations ----------------------------------------------------------
 
@@ -357,21 +400,13 @@ export const make = (
           : [[write, { kind: "write", mutation: index }] as const]
       return Mutation.$match(mutation, {
         Put: (m) =>
-          Effect.gen(function* () {
-            const key = yield* Arg.key(m.key)
-            const version = yield* Arg.version(m.version)
-            const value = yield* Arg.json(m.value)
-            const type = yield* recordType(m.value, m)
-            return guarded(key, version, putStatement(key, version, value, type, now, "fail"))
-          }),
+          Effect.map(checkedPut(m.key, m.version, m.value, m, now, "fail"), (write) =>
+            guarded(write.key, write.version, write.statement),
+          ),
         Patch: (m) =>
-          Effect.gen(function* () {
-            const key = yield* Arg.key(m.key)
-            const version = yield* Arg.version(m.version)
-            const patch = yield* Arg.patch(m.patch)
-            const type = m.type === undefined ? undefined : yield* Arg.name("type", m.type)
-            return guarded(key, version, patchStatement(key, version, patch, type, now, "fail"))
-          }),
+          Effect.map(checkedPatch(m.key, m.version, m.patch, m, now, "fail"), (write) =>
+            guarded(write.key, write.version, write.statement),
+          ),
         Delete: (m) =>
           Effect.map(Arg.key(m.key), (key) => [
             [sql`DELETE FROM kv_records WHERE "key" = ${key}`, { kind: "write", mutation: index }] as const,
@@ -381,16 +416,17 @@ export const make = (
             [statement, { kind: "write", mutation: index }] as const,
           ]),
         DeleteRange: (m) =>
-          Effect.gen(function* () {
-            const from = yield* Arg.bound("from", m.from)
-            const to = yield* Arg.bound("to", m.to)
-            const page = yield* Arg.page(m.page)
-            return [
-              [deleteWhere(rangeCondition(from, to), page), { kind: "write", mutation: index }] as const,
-            ]
-          }),
+          Effect.map(deleteRangeStatement(m.from, m.to, m.page), (statement) => [
+            [statement, { kind: "write", mutation: index }] as const,
+          ]),
       })
     }
+
+    const deleteRangeStatement = (from: string, to: string, page: Page | undefined) =>
+      Effect.gen(function* () {
+        const condition = rangeCondition(yield* Arg.bound("from", from), yield* Arg.bound("to", to))
+        return deleteWhere(condition, yield* Arg.page(page))
+      })
 
     const deletePrefixStatement = (prefix: string, page: Page | undefined) =>
       Effect.gen(function* () {
@@ -478,24 +514,16 @@ export const make = (
 
       put: (key, version, value, options) =>
         Effect.gen(function* () {
-          const checkedKey = yield* Arg.key(key)
-          const checkedVersion = yield* Arg.version(version)
-          const json = yield* Arg.json(value)
-          const type = yield* recordType(value, options)
           const now = yield* Clock.currentTimeMillis
-          const statement = putStatement(checkedKey, checkedVersion, json, type, now, "skip")
-          return yield* run("put", writeOne(checkedKey, checkedVersion, statement))
+          const write = yield* checkedPut(key, version, value, options, now, "skip")
+          return yield* run("put", writeOne(write))
         }),
 
       patch: (key, version, patch, options) =>
         Effect.gen(function* () {
-          const checkedKey = yield* Arg.key(key)
-          const checkedVersion = yield* Arg.version(version)
-          const json = yield* Arg.patch(patch)
-          const type = options?.type === undefined ? undefined : yield* Arg.name("type", options.type)
           const now = yield* Clock.currentTimeMillis
-          const statement = patchStatement(checkedKey, checkedVersion, json, type, now, "skip")
-          return yield* run("patch", writeOne(checkedKey, checkedVersion, statement))
+          const write = yield* checkedPatch(key, version, patch, options, now, "skip")
+          return yield* run("patch", writeOne(write))
         }),
 
       delete: (...keys) =>
@@ -518,11 +546,9 @@ export const make = (
         ),
 
       deleteRange: (from, to, page) =>
-        Effect.gen(function* () {
-          const condition = rangeCondition(yield* Arg.bound("from", from), yield* Arg.bound("to", to))
-          const statement = deleteWhere(condition, yield* Arg.page(page))
-          return yield* run("deleteRange", affected(statement))
-        }),
+        Effect.flatMap(deleteRangeStatement(from, to, page), (statement) =>
+          run("deleteRange", affected(statement)),
+        ),
 
       count: () => run("count", countOf(sql`SELECT COUNT(*) AS n FROM kv_records`)),
 
