@@ -69,9 +69,14 @@ export const parseFilename = (input: string): Effect.Effect<SqliteLocation, Inva
 export const layerClient = (
   config: SqliteConfig,
 ): Layer.Layer<SqlClient.SqlClient, StoreError | InvalidArgumentError> =>
+  Layer.unwrapEffect(Effect.map(parseFilename(config.filename), (location) => clientAt(location, config)))
+
+const clientAt = (
+  location: SqliteLocation,
+  config: SqliteConfig,
+): Layer.Layer<SqlClient.SqlClient, StoreError> =>
   Layer.unwrapEffect(
     Effect.gen(function* () {
-      const location = yield* parseFilename(config.filename)
       const isMemory = location.filename === ":memory:"
       if (location.mustExist && !isMemory && !fs.existsSync(location.filename)) {
         return yield* Effect.fail(
@@ -123,6 +128,6 @@ export const layer = (config: SqliteConfig): Layer.Layer<Store, StoreError | Inv
             connection,
           })
         }),
-      ).pipe(Layer.provide(layerClient(config))),
+      ).pipe(Layer.provide(clientAt(location, config))),
     ),
   )
