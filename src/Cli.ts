@@ -250,10 +250,8 @@ const patch = writeCommand(
   "patch",
   "Apply the JSON merge patch (RFC 7396, an object) read from stdin to <key>; a missing key is created.",
   (store, { key, type, value, version }) => store.patch(key, version, value, { type }),
-  (value) =>
-    typeof value === "object" && value !== null && !Array.isArray(value)
-      ? Effect.void
-      : Effect.fail(invalidArgument("the patch on stdin must be a JSON object")),
+  // the store's own check, before the database is opened
+  Arguments.patch,
 )
 
 const getKey = Command.make(
