@@ -82,33 +82,20 @@ export class InvalidArgumentError extends Schema.TaggedError<InvalidArgumentErro
   message: Schema.String,
 }) {}
 
-/** The backend failed. `cause` keeps the driver's error. */
+/**
+ * The backend failed. `reason` says whether the database could not be reached (`connect`) or
+ * a statement failed (`query`); `detail` is the client's own description (without passwords);
+ * `cause` keeps the driver's error for debugging.
+ */
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   operation: Schema.String,
+  reason: Schema.Literal("connect", "query"),
+  detail: Schema.String,
   cause: Schema.Defect,
 }) {
   override get message() {
-    const reason = describeCause(this.cause)
-    return this.operation.startsWith("connect to ")
-      ? `cannot ${this.operation}: ${reason}`
-      : `${this.operation} failed: ${reason}`
+    return this.operation === "connect" ? this.detail : `${this.operation} failed: ${this.detail}`
   }
-}
-
-/** The most specific readable message in a chain of causes (SqlError wraps the driver's error). */
-const describeCause = (cause: unknown): string => {
-  let best = typeof cause === "string" ? cause : "unknown error"
-  let current: unknown = cause
-  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
-    const { message, code, errors } = current as { message?: unknown; code?: unknown; errors?: unknown }
-    if (typeof message === "string" && message.length > 0) best = message
-    else if (Array.isArray(errors) && errors.length > 0) {
-      current = errors[0] // AggregateError from a refused connection to several addresses
-      continue
-    } else if (typeof code === "string") best = code
-    current = (current as { cause?: unknown }).cause
-  }
-  return best
 }
 
 // ---------------------------------------------------------------------------

@@ -21,11 +21,12 @@ process.stdout.on("error", (error: NodeJS.ErrnoException) => {
 const secrets = Cli.secretsOf(process.argv, process.env)
 
 Cli.run(process.argv).pipe(
-  Effect.catchAllCause((cause) =>
-    Cause.isInterruptedOnly(cause)
-      ? Effect.failCause(cause)
-      : // printed here, then a bare failure so that the runtime exits with code 1
-        Effect.zipRight(Console.error(Cli.formatError(cause, secrets)), Effect.fail("reported" as const)),
+  Effect.catchAllCause(
+    (cause): Effect.Effect<never, "reported"> =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.interrupt
+        : // printed here, then a bare failure so that the runtime exits with code 1
+          Effect.zipRight(Console.error(Cli.formatError(cause, secrets)), Effect.fail("reported" as const)),
   ),
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true }),

@@ -1,2 +1,9 @@
-/** `effect-kv`: the services, models and errors. Backends live in `effect-kv/sqlite`, `effect-kv/postgres` and `effect-kv/rqlite`. */
+/**
+ * `effect-kv`: the services, models, errors and argument Schemas, and `KvSql.layer` (the store
+ * on any `SqlClient`). Backends live in `effect-kv/sqlite`, `effect-kv/postgres` and
+ * `effect-kv/rqlite`.
+ */
+export * as Arguments from "./Arguments.js"
+export * as KvSql from "./layers/Sql.js"
+export * as SqlExecutor from "./layers/SqlExecutor.js"
 export * from "./Store.js"

@@ -14,8 +14,9 @@ import * as net from "node:net"
 import * as os from "node:os"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import { beforeAll, describe, expect, it } from "vitest"
-import { type BackendType, layerFor } from "../src/internal/backend.js"
+import { type BackendType, layerFor } from "../src/cli/backend.js"
 import { Mutation, Store } from "../src/Store.js"
 
 const bin = fileURLToPath(new URL("../dist/kv.js", import.meta.url))
@@ -130,7 +131,7 @@ export const cliSuite = (backend: CliBackend) =>
       Effect.runPromise(
         Effect.flatMap(Store, (store) =>
           store.mutateAll(records.map(([key, value]) => Mutation.put(key, -1, value))),
-        ).pipe(Effect.provide(layerFor(backend.type, backend.connection))),
+        ).pipe(Effect.provide(layerFor(backend.type, Redacted.make(backend.connection)))),
       )
 
     beforeAll(() => {
@@ -485,14 +486,14 @@ export const cliSuite = (backend: CliBackend) =>
           name: "unknown --type before the command",
           args: ["--type", "nosuch", "--connection", backend.connection, "put", "bad/1"],
           input: "1",
-          message: /nosuch/,
+          message: /sqlite, postgres, rqlite/,
           raw: true,
         },
         {
           name: "unknown --type after the command",
           args: ["put", "bad/1", "--type", "nosuch", "--connection", backend.connection],
           input: "1",
-          message: /nosuch/,
+          message: /sqlite, postgres, rqlite/,
           raw: true,
         },
         {

@@ -12,8 +12,8 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import { inject } from "vitest"
-import { AtomicStatementError } from "../src/internal/atomic.js"
 import * as RqliteClient from "../src/layers/RqliteClient.js"
+import { AtomicStatementError } from "../src/layers/SqlExecutor.js"
 
 const url = inject("rqliteUrl")
 if (url === undefined) {
@@ -369,7 +369,7 @@ describe("RqliteClient failures", () => {
 describe("RqliteClient.parseUrl", () => {
   it("reads credentials from the userinfo", () => {
     const config = Either.getOrThrow(RqliteClient.parseUrl("http://admin:s%3Acret@127.0.0.1:4001/"))
-    assert.strictEqual(config.url, "http://127.0.0.1:4001")
+    assert.deepStrictEqual(config.nodes, ["http://127.0.0.1:4001"])
     assert.strictEqual(config.username, "admin")
     assert.strictEqual(Redacted.value(config.password!), "s:cret")
     assert.strictEqual(config.level, undefined)
@@ -381,7 +381,8 @@ describe("RqliteClient.parseUrl", () => {
         Redacted.make("https://db.local:4001?user=admin&password=secret&level=strong&freshness=1s"),
       ),
     )
-    assert.strictEqual(config.url, "https://db.local:4001?freshness=1s")
+    assert.deepStrictEqual(config.nodes, ["https://db.local:4001"])
+    assert.strictEqual(config.params.toString(), "freshness=1s")
     assert.strictEqual(config.username, "admin")
     assert.strictEqual(Redacted.value(config.password!), "secret")
     assert.strictEqual(config.level, "strong")
@@ -402,7 +403,7 @@ describe("RqliteClient.parseUrl", () => {
   it.effect("keeps the password redacted in the client's config", () =>
     Effect.gen(function* () {
       const client = yield* RqliteClient.RqliteClient
-      assert.strictEqual(client.config.url, "http://127.0.0.1:4001")
+      assert.deepStrictEqual(client.config.nodes, ["http://127.0.0.1:4001"])
       assert.strictEqual(client.config.level, "weak")
       assert.strictEqual(client.config.username, "admin")
       for (const text of [

@@ -1,25 +1,26 @@
 /**
  * The one SQL implementation of `Store`, for every backend.
  *
- * It needs only a `SqlClient`; the few dialect differences (merge patch, time values,
- * "no limit", stream counter) are chosen once here with `sql.onDialectOrElse`. SQLite and
- * rqlite share the SQLite dialect; PostgreSQL has its own.
+ * It builds statements with the `SqlClient` and runs them on the backend's `SqlExecutor`; the
+ * few dialect differences (merge patch, time values, "no limit", stream counter) are chosen
+ * once here with `sql.onDialectOrElse`. SQLite and rqlite share the SQLite dialect.
  *
  * Every single-key write is one statement (an upsert or a conditional update with
- * `RETURNING`), so it is atomic on its own and needs no transaction. Multi-statement
- * writes go through an `AtomicRunner`: a transaction where the client has one, a single
- * request on rqlite.
+ * `RETURNING`), atomic on its own. Multi-statement writes are one atomic batch of the
+ * executor, and a batch never uses `RETURNING` (rqlite does not roll a batch back when such a
+ * statement fails): what a batch reports comes from the rows each statement changed.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
+import * as Arg from "../Arguments.js"
+import { type AtomicStatementError, type Service as Executor, SqlExecutor } from "../layers/SqlExecutor.js"
 import {
-  type InvalidArgumentError,
+  InvalidArgumentError,
   type KvRecord,
   type LockStatus,
   Mutation,
@@ -32,23 +33,11 @@ import {
   VersionMismatchError,
   type WriteOptions,
 } from "../Store.js"
-import * as Arg from "./arguments.js"
-import { type AtomicRunner, type AtomicStatementError, statementResult, transactional } from "./atomic.js"
-import { postgresSchema, schemaVersion, sqliteSchema, versionMismatchMarker } from "./schema.js"
+import { makeMigrator, versionMismatchMarker } from "./migrations.js"
 
 export interface StoreSqlOptions {
-  /** Run the migrations when the store is made, if the database is behind (default true). */
+  /** Run the migrations when the store is made, if the database lacks any (default true). */
   readonly migrate?: boolean | undefined
-  /** How multi-statement writes run atomically; by default in a transaction of the client. */
-  readonly atomic?: AtomicRunner | undefined
-  /**
-   * A connection that single statements may use directly, skipping the per-statement scope,
-   * lock and span of `SqlClient` (several times faster for SQLite's in-process reads). Only
-   * for drivers where a statement needs no connection management: SQLite's one synchronous
-   * connection, rqlite's stateless HTTP. Statements inside or during a transaction of this
-   * store take the normal path.
-   */
-  readonly connection?: Connection | undefined
 }
 
 interface RecordRow {
@@ -123,118 +112,114 @@ export const prefixSuccessor = (prefix: string): string | undefined => {
   return undefined
 }
 
-const isBusy = (error: SqlError | undefined): boolean => {
-  const cause = error?.cause as { code?: unknown; message?: unknown } | undefined
-  return (
-    (typeof cause?.code === "string" && cause.code.startsWith("SQLITE_BUSY")) ||
-    (typeof cause?.message === "string" && cause.message.includes("database is locked"))
-  )
-}
+const isUniqueViolation = (error: SqlError, explain: Executor["explain"]): boolean =>
+  /UNIQUE constraint failed|duplicate key value/i.test(explain(error).detail)
 
-/** Another process holds SQLite's write lock longer than the busy timeout: try again a few times. */
-const busyRetry = Schedule.exponential("20 millis").pipe(
-  Schedule.jittered,
-  Schedule.intersect(Schedule.recurs(8)),
-)
-
-const messageOf = (error: SqlError): string => {
-  const cause = error.cause as { message?: unknown } | undefined
-  return `${error.message} ${typeof cause?.message === "string" ? cause.message : ""}`
-}
-
-const isUniqueViolation = (error: SqlError): boolean =>
-  /UNIQUE constraint failed|duplicate key value/i.test(messageOf(error))
-
-/** What a statement of a `mutateAll` batch is for, to explain its failure. */
+/** What a statement of a `mutateAll` batch is for, to explain its failure and count its rows. */
 type BatchStep =
   | { readonly kind: "guard"; readonly key: string; readonly version: number }
   | { readonly kind: "write"; readonly mutation: number; readonly key?: string; readonly version?: number }
 
+/** A bound value standing for argument `index` while a prepared statement is compiled. */
+class Hole {
+  constructor(readonly index: number) {}
+}
+
+// Argument decoders, made once.
+const decodeKey = Arg.decoder(Arg.Key)
+const decodeVersion = Arg.decoder(Arg.Version)
+const decodeValue = Arg.decoder(Arg.Value)
+const decodePatch = Arg.decoder(Arg.MergePatch)
+const decodeType = Arg.decoder(Arg.name("type"))
+const decodeLockName = Arg.decoder(Arg.name("lock name"))
+const decodeHolder = Arg.decoder(Arg.name("lock holder"))
+const decodePrefix = Arg.decoder(Arg.bound("prefix"))
+const decodeFrom = Arg.decoder(Arg.bound("from"))
+const decodeTo = Arg.decoder(Arg.bound("to"))
+const decodeOffset = Arg.decoder(Arg.Offset)
+const decodeLimit = Arg.decoder(Arg.Limit)
+const decodeSeq = Arg.decoder(Arg.Seq)
+const decodeDuration = Arg.decoder(Arg.PositiveDuration)
+
+interface CheckedPage {
+  readonly offset: number
+  /** -1: no limit */
+  readonly limit: number
+}
+
+const decodePage = (page: Page | undefined): Effect.Effect<CheckedPage, InvalidArgumentError> =>
+  page === undefined
+    ? Effect.succeed({ offset: 0, limit: -1 })
+    : Effect.all({ offset: decodeOffset(page.offset ?? 0), limit: decodeLimit(page.limit ?? -1) })
+
+const decodeKeys = (keys: Iterable<string>) => Effect.forEach(new Set(keys), decodeKey)
+
+/** The explicit type option, checked; `undefined` when absent. */
+const decodeTypeOption = (options: WriteOptions | undefined) =>
+  options?.type === undefined ? Effect.succeed(undefined) : decodeType(options.type)
+
 export const make = (
   options: StoreSqlOptions = {},
-): Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> =>
+): Effect.Effect<StoreService, StoreError, SqlClient.SqlClient | SqlExecutor> =>
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const executor = yield* SqlExecutor
     const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
 
-    // --- execution -------------------------------------------------------------
+    // --- failures ------------------------------------------------------------------
 
-    let openTransactions = 0
-    const runAtomic = options.atomic ?? transactional(sql)
-    const atomic: AtomicRunner = (statements) =>
-      Effect.suspend(() => {
-        openTransactions++
-        return Effect.ensuring(
-          runAtomic(statements),
-          Effect.sync(() => openTransactions--),
-        )
-      })
-
-    const direct = options.connection
-    const rows = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
-      direct === undefined
-        ? statement
-        : Effect.suspend(() => {
-            if (openTransactions > 0) return statement
-            const [text, params] = statement.compile()
-            return direct.execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>
-          })
-    /** The number of rows a statement changed (deletes are counted this way, not by RETURNING). */
-    const affected = (statement: Statement<unknown>): Effect.Effect<number, SqlError> => {
-      const raw =
-        direct === undefined
-          ? statement.raw
-          : Effect.suspend(() => {
-              if (openTransactions > 0) return statement.raw
-              const [text, params] = statement.compile()
-              return direct.executeRaw(text, params)
-            })
-      return Effect.map(raw, (result) => statementResult(result).affected)
+    const storeError = (operation: string, cause: SqlError) => {
+      const { detail, reason } = executor.explain(cause)
+      return new StoreError({ operation, reason, detail, cause })
     }
 
-    // --- dialect differences -------------------------------------------------
+    /** Wraps backend failures once, keeping the cause and the client's own words. */
+    const run = <A, E>(operation: string, effect: Effect.Effect<A, E | SqlError>) =>
+      Effect.catchIf(
+        effect,
+        (e): e is SqlError => (e as { _tag?: unknown })?._tag === "SqlError",
+        (error) => Effect.fail(storeError(operation, error)),
+      ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError>
+
+    // --- dialect differences -----------------------------------------------------------
 
     /** SQLite keeps epoch milliseconds, PostgreSQL timestamptz. */
     const time = (millis: number): number | Date => (isPg ? new Date(millis) : millis)
 
-    /** RFC 7396: SQLite's built-in json_patch, PostgreSQL's kv_merge_patch (see schema.ts). */
-    const mergePatch = (target: Fragment | string, patch: string): Fragment => {
-      const targetSql = typeof target === "string" ? sql`${target}` : target
-      return isPg
-        ? sql`kv_merge_patch(${targetSql}::json, ${patch}::json)::text`
-        : sql`json_patch(${targetSql}, ${patch})`
-    }
+    /** RFC 7396: SQLite's built-in json_patch, PostgreSQL's kv_merge_patch (see migrations.ts). */
+    const mergePatch = (target: Fragment, patch: unknown): Fragment =>
+      isPg ? sql`kv_merge_patch(${target}::json, ${patch}::json)::text` : sql`json_patch(${target}, ${patch})`
 
-    const limitOffset = ({ limit, offset }: Arg.CheckedPage): Fragment =>
+    const limitOffset = ({ limit, offset }: CheckedPage): Fragment =>
       isPg ? sql`LIMIT ${limit < 0 ? null : limit} OFFSET ${offset}` : sql`LIMIT ${limit} OFFSET ${offset}`
-
-    const schema = isPg ? postgresSchema : sqliteSchema
 
     const latestSeq = isPg
       ? sql<{ seq: number | string }>`SELECT seq FROM kv_stream_counter WHERE id = 1`
       : sql<{ seq: number | string }>`SELECT seq FROM sqlite_sequence WHERE name = 'kv_stream'`
 
-    // --- helpers -------------------------------------------------------------
-
-    /** Wraps backend failures once, keeping the cause; SQLite's busy errors are retried. */
-    const run = <A, E>(operation: string, effect: Effect.Effect<A, E | SqlError | AtomicStatementError>) =>
-      effect.pipe(
-        Effect.catchIf(
-          (e) => isBusy(backendCause(e)),
-          () => Effect.retry(effect, { schedule: busyRetry, while: (e) => isBusy(backendCause(e)) }),
-        ),
-        Effect.catchIf(isBackendError, (e) =>
-          Effect.fail(new StoreError({ operation, cause: backendCause(e) })),
-        ),
-      ) as Effect.Effect<A, Exclude<E, SqlError | AtomicStatementError> | StoreError>
+    // --- statements ---------------------------------------------------------------------
 
     // Identifiers are quoted: rqlite parses statements to find `RETURNING`, and its parser
     // gives up on an unquoted `key` (or a subquery), silently dropping the returned rows.
     const columns = sql.literal(`"key", "version", "value", "type", "created"`)
+    const returning = sql.literal(`RETURNING "key", "version", "value", "type", "created"`)
+    const noReturning = sql.literal("")
+
+    /**
+     * A statement whose text never changes, compiled and prepared once. `build` receives
+     * placeholders for the arguments; the result takes the arguments in that order.
+     */
+    const prepared = <A extends object>(arity: number, build: (...holes: Array<Hole>) => Statement<A>) => {
+      const statement = build(...Array.from({ length: arity }, (_, i) => new Hole(i)))
+      const order = statement.compile()[1].map((param) => (param as Hole).index)
+      const execute = executor.prepare(statement)
+      return (...args: ReadonlyArray<unknown>) => execute(order.map((i) => args[i]))
+    }
+
     const records = (statement: Statement<RecordRow>) =>
-      Effect.map(rows(statement), (rows) => rows.map(toRecord))
+      Effect.map(executor.rows(statement), (rows) => rows.map(toRecord))
     const countOf = (statement: Statement<{ n: number | string }>) =>
-      Effect.map(rows(statement), (found) => Number(found[0]?.n ?? 0))
+      Effect.map(executor.rows(statement), (found) => Number(found[0]?.n ?? 0))
 
     const prefixCondition = (prefix: string): Fragment => {
       const upper = prefixSuccessor(prefix)
@@ -242,210 +227,185 @@ export const make = (
     }
     const rangeCondition = (from: string, to: string): Fragment => sql`"key" >= ${from} AND "key" < ${to}`
 
-    // `get` is the hottest path: its SQL is compiled once, not per call.
-    const [getText] = sql`SELECT ${columns} FROM kv_records WHERE "key" = ${""}`.compile()
-
-    const selectRecords = (condition: Fragment, page: Arg.CheckedPage) =>
+    const selectRecords = (condition: Fragment, page: CheckedPage) =>
       records(
         sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}`,
       )
 
-    /** Deletes the keys matching `condition` (within `page` of them, in key order). Counted by `affected`. */
-    const deleteWhere = (condition: Fragment, page: Arg.CheckedPage): Statement<never> =>
+    /** Deletes the keys matching `condition` (within `page` of them, in key order). Counted by rows changed. */
+    const deleteWhere = (condition: Fragment, page: CheckedPage): Statement<never> =>
       page.offset === 0 && page.limit < 0
         ? sql`DELETE FROM kv_records WHERE ${condition}`
         : sql`DELETE FROM kv_records WHERE "key" IN (
             SELECT "key" FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}
           )`
 
-    const insertRecord = (key: string, value: Fragment | string, type: string, now: number) =>
-      sql`INSERT INTO kv_records ("key", "version", "value", "type", "created")
-        VALUES (${key}, 1, ${value}, ${type}, ${time(now)})`
+    // The writes of `put` and `patch`, by version: -1 upserts, 0 inserts, n > 0 updates
+    // version n. A single write returns the record (none: the version check left the row
+    // alone); in a batch an existing key fails an insert (the batch's guard explains it).
+    const insert = (key: unknown, value: Fragment | unknown, type: unknown, created: unknown) =>
+      sql`INSERT INTO kv_records ("key", "version", "value", "type", "created") VALUES (${key}, 1, ${value}, ${type}, ${created})`
+    const putUpsert = (key: unknown, value: unknown, type: unknown, created: unknown, tail: Fragment) =>
+      sql<RecordRow>`${insert(key, value, type, created)} ON CONFLICT ("key") DO UPDATE SET
+        "version" = kv_records."version" + 1, "value" = excluded."value", "type" = excluded."type" ${tail}`
+    const putUpdate = (key: unknown, version: unknown, value: unknown, type: unknown, tail: Fragment) =>
+      sql<RecordRow>`UPDATE kv_records SET "version" = "version" + 1, "value" = ${value}, "type" = ${type}
+        WHERE "key" = ${key} AND "version" = ${version} ${tail}`
+    // a patch keeps the record's type unless one is given (`type` NULL); a new key is an object
+    const patchUpsert = (key: unknown, patch: unknown, type: unknown, created: unknown, tail: Fragment) =>
+      sql<RecordRow>`${insert(key, mergePatch(sql`'{}'`, patch), sql`COALESCE(${type}, 'object')`, created)}
+        ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
+        "value" = ${mergePatch(sql`kv_records."value"`, patch)}, "type" = COALESCE(${type}, kv_records."type") ${tail}`
+    const patchInsert = (key: unknown, patch: unknown, type: unknown, created: unknown) =>
+      insert(key, mergePatch(sql`'{}'`, patch), sql`COALESCE(${type}, 'object')`, created)
+    const patchUpdate = (key: unknown, version: unknown, patch: unknown, type: unknown, tail: Fragment) =>
+      sql<RecordRow>`UPDATE kv_records SET "version" = "version" + 1, "value" = ${mergePatch(sql`"value"`, patch)},
+        "type" = COALESCE(${type}, "type") WHERE "key" = ${key} AND "version" = ${version} ${tail}`
 
-    /** Version 0: skip an existing key (a single write) or fail on it (a batch, see `planMutation`). */
-    const insertOnly = (insert: Statement<unknown>, onConflict: "skip" | "fail"): Statement<RecordRow> =>
-      onConflict === "skip"
-        ? sql`${insert} ON CONFLICT ("key") DO NOTHING RETURNING ${columns}`
-        : sql`${insert} RETURNING ${columns}`
-
-    /**
-     * The write of a `put`. Version -1 upserts, 0 inserts (`onConflict` says whether an
-     * existing key is skipped or an error), n > 0 updates only version n.
-     */
-    const putStatement = (
-      key: string,
-      version: number,
-      value: string,
-      type: string,
-      now: number,
-      onConflict: "skip" | "fail",
-    ): Statement<RecordRow> => {
-      if (version > 0) {
-        return sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${value}, "type" = ${type}
-          WHERE "key" = ${key} AND "version" = ${version} RETURNING ${columns}`
-      }
-      const insert = insertRecord(key, value, type, now)
-      if (version === 0) return insertOnly(insert, onConflict)
-      return sql`${insert} ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
-        "value" = excluded."value", "type" = excluded."type" RETURNING ${columns}`
+    // The hot paths, prepared once.
+    const getOne = prepared(
+      1,
+      (key) => sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE "key" = ${key}`,
+    )
+    const putWrites = {
+      upsert: prepared(4, (k, v, t, c) => putUpsert(k, v, t, c, returning)),
+      create: prepared(
+        4,
+        (k, v, t, c) => sql<RecordRow>`${insert(k, v, t, c)} ON CONFLICT ("key") DO NOTHING ${returning}`,
+      ),
+      update: prepared(4, (k, n, v, t) => putUpdate(k, n, v, t, returning)),
+    }
+    const patchWrites = {
+      upsert: prepared(4, (k, p, t, c) => patchUpsert(k, p, t, c, returning)),
+      create: prepared(
+        4,
+        (k, p, t, c) =>
+          sql<RecordRow>`${patchInsert(k, p, t, c)} ON CONFLICT ("key") DO NOTHING ${returning}`,
+      ),
+      update: prepared(4, (k, n, p, t) => patchUpdate(k, n, p, t, returning)),
     }
 
-    /** The write of a `patch`; the same version rules as `putStatement`. */
-    const patchStatement = (
+    /** The written record, or a mismatch when the version check left the row alone. */
+    const writeOne = (
       key: string,
       version: number,
-      patch: string,
-      explicitType: string | undefined,
-      now: number,
-      onConflict: "skip" | "fail",
-    ): Statement<RecordRow> => {
-      // An existing record keeps its type unless one is given; a new one is an object.
-      const type = explicitType ?? null
-      if (version > 0) {
-        return sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${mergePatch(sql`"value"`, patch)},
-          "type" = COALESCE(${type}, "type") WHERE "key" = ${key} AND "version" = ${version} RETURNING ${columns}`
-      }
-      const insert = insertRecord(key, mergePatch("{}", patch), explicitType ?? "object", now)
-      if (version === 0) return insertOnly(insert, onConflict)
-      return sql`${insert} ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
-        "value" = ${mergePatch(sql`kv_records."value"`, patch)}, "type" = COALESCE(${type}, kv_records."type")
-        RETURNING ${columns}`
-    }
+      written: Effect.Effect<ReadonlyArray<RecordRow>, SqlError>,
+    ) =>
+      Effect.flatMap(written, (rows) =>
+        rows.length === 1
+          ? Effect.succeed(toRecord(rows[0]!))
+          : Effect.fail(new VersionMismatchError({ key, expected: version })),
+      )
 
     const expectVersion = (key: string, version: number) =>
       sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`
 
-    /** A checked single-key write: the statement, and the key and version it expects. */
-    interface Write {
-      readonly key: string
-      readonly version: number
-      readonly statement: Statement<RecordRow>
-    }
+    // --- migrations ------------------------------------------------------------------
 
-    /** The written record, or a mismatch when the version check left the row alone. */
-    const writeOne = ({ key, statement, version }: Write) =>
-      Effect.flatMap(rows(statement), (written) =>
-        written.length === 1
-          ? Effect.succeed(toRecord(written[0]!))
-          : Effect.fail(new VersionMismatchError({ key, expected: version })),
+    const migrator = yield* makeMigrator(executor)
+    const init = () =>
+      run(
+        "init",
+        Effect.catchTag(migrator.run, "AtomicStatementError", (e) => Effect.fail(e.cause)),
       )
 
-    /** The explicit type option, checked. */
-    const explicitType = (options: WriteOptions | undefined) =>
-      options?.type === undefined ? Effect.succeed(undefined) : Arg.name("type", options.type)
-
-    const checkedPut = (
-      key: string,
-      version: number,
-      value: unknown,
-      options: WriteOptions | undefined,
-      now: number,
-      onConflict: "skip" | "fail",
-    ): Effect.Effect<Write, InvalidArgumentError> =>
-      Effect.gen(function* () {
-        const checkedKey = yield* Arg.key(key)
-        const checkedVersion = yield* Arg.version(version)
-        const json = yield* Arg.json(value)
-        const type = (yield* explicitType(options)) ?? typeOf(value)
-        const statement = putStatement(checkedKey, checkedVersion, json, type, now, onConflict)
-        return { key: checkedKey, version: checkedVersion, statement }
-      })
-
-    const checkedPatch = (
-      key: string,
-      version: number,
-      patch: unknown,
-      options: WriteOptions | undefined,
-      now: number,
-      onConflict: "skip" | "fail",
-    ): Effect.Effect<Write, InvalidArgumentError> =>
-      Effect.gen(function* () {
-        const checkedKey = yield* Arg.key(key)
-        const checkedVersion = yield* Arg.version(version)
-        const json = yield* Arg.patch(patch)
-        const type = yield* explicitType(options)
-        const statement = patchStatement(checkedKey, checkedVersion, json, type, now, onConflict)
-        return { key: checkedKey, version: checkedVersion, statement }
-      })
-
-    // --- migrations ----------------------------------------------------------
-
-    const migrate = atomic(schema.map((statement) => sql.unsafe(statement)))
-    const currentSchemaVersion = sql<{
-      version: number | string
-    }>`SELECT version FROM kv_schema WHERE id = 1`.pipe(
-      Effect.map((rows) => Number(rows[0]?.version ?? 0)),
-      Effect.orElseSucceed(() => 0), // no kv_schema table yet
-    )
-    const init = () => run("init", migrate).pipe(Effect.asVoid)
-
     if (options.migrate !== false) {
-      const current = yield* currentSchemaVersion
-      if (current < schemaVersion) yield* init()
+      const pending = yield* run("init", migrator.pending)
+      if (pending.length > 0) yield* init()
+    } else if (!(yield* run("open", migrator.initialised))) {
+      return yield* new StoreError({
+        operation: "open",
+        reason: "query",
+        detail: "the database has no effect-kv tables: run `kv init` (or `store.init()`) first",
+        cause: null,
+      })
     }
 
-    // --- mutateAll -------------------------------------------------------------
+    // --- mutateAll -------------------------------------------------------------------
 
+    /** The statements of one mutation of a batch, each with what it is for. */
     const planMutation = (
       mutation: Mutation,
       index: number,
       now: number,
-    ): Effect.Effect<ReadonlyArray<readonly [Statement<any>, BatchStep]>, InvalidArgumentError> => {
-      const guarded = (key: string, version: number, write: Statement<any>) =>
+    ): Effect.Effect<ReadonlyArray<readonly [Statement<unknown>, BatchStep]>, InvalidArgumentError> => {
+      const write = (
+        statement: Statement<unknown>,
+        key?: string,
+        version?: number,
+      ): readonly [Statement<unknown>, BatchStep] => [
+        statement,
+        key === undefined || version === undefined
+          ? { kind: "write", mutation: index }
+          : { kind: "write", mutation: index, key, version },
+      ]
+      // A version check is its own statement first: it raises inside SQL and so aborts the batch.
+      const guarded = (key: string, version: number, statement: Statement<unknown>) =>
         version >= 0
           ? [
               [expectVersion(key, version), { kind: "guard", key, version }] as const,
-              [write, { kind: "write", mutation: index, key, version }] as const,
+              write(statement, key, version),
             ]
-          : [[write, { kind: "write", mutation: index }] as const]
+          : [write(statement)]
+      const created = time(now)
       return Mutation.$match(mutation, {
         Put: (m) =>
-          Effect.map(checkedPut(m.key, m.version, m.value, m, now, "fail"), (write) =>
-            guarded(write.key, write.version, write.statement),
-          ),
+          Effect.gen(function* () {
+            const key = yield* decodeKey(m.key)
+            const version = yield* decodeVersion(m.version)
+            const value = yield* decodeValue(m.value)
+            const type = (yield* decodeTypeOption(m)) ?? typeOf(m.value)
+            const statement =
+              version > 0
+                ? putUpdate(key, version, value, type, noReturning)
+                : version === 0
+                  ? insert(key, value, type, created)
+                  : putUpsert(key, value, type, created, noReturning)
+            return guarded(key, version, statement)
+          }),
         Patch: (m) =>
-          Effect.map(checkedPatch(m.key, m.version, m.patch, m, now, "fail"), (write) =>
-            guarded(write.key, write.version, write.statement),
-          ),
+          Effect.gen(function* () {
+            const key = yield* decodeKey(m.key)
+            const version = yield* decodeVersion(m.version)
+            const patch = yield* decodePatch(m.patch)
+            const type = (yield* decodeTypeOption(m)) ?? null
+            const statement =
+              version > 0
+                ? patchUpdate(key, version, patch, type, noReturning)
+                : version === 0
+                  ? patchInsert(key, patch, type, created)
+                  : patchUpsert(key, patch, type, created, noReturning)
+            return guarded(key, version, statement)
+          }),
         Delete: (m) =>
-          Effect.map(Arg.key(m.key), (key) => [
-            [sql`DELETE FROM kv_records WHERE "key" = ${key}`, { kind: "write", mutation: index }] as const,
-          ]),
-        DeletePrefix: (m) =>
-          Effect.map(deletePrefixStatement(m.prefix, m.page), (statement) => [
-            [statement, { kind: "write", mutation: index }] as const,
-          ]),
-        DeleteRange: (m) =>
-          Effect.map(deleteRangeStatement(m.from, m.to, m.page), (statement) => [
-            [statement, { kind: "write", mutation: index }] as const,
-          ]),
+          Effect.map(decodeKey(m.key), (key) => [write(sql`DELETE FROM kv_records WHERE "key" = ${key}`)]),
+        DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), (s) => [write(s)]),
+        DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), (s) => [write(s)]),
       })
     }
 
     const deleteRangeStatement = (from: string, to: string, page: Page | undefined) =>
       Effect.gen(function* () {
-        const condition = rangeCondition(yield* Arg.bound("from", from), yield* Arg.bound("to", to))
-        return deleteWhere(condition, yield* Arg.page(page))
+        const condition = rangeCondition(yield* decodeFrom(from), yield* decodeTo(to))
+        return deleteWhere(condition, yield* decodePage(page))
       })
 
     const deletePrefixStatement = (prefix: string, page: Page | undefined) =>
       Effect.gen(function* () {
-        const checked = yield* Arg.bound("prefix", prefix)
+        const checked = yield* decodePrefix(prefix)
         if (checked === "") {
-          return yield* Arg.invalid('deletePrefix needs a prefix; use "*" to delete every key')
+          return yield* new InvalidArgumentError({
+            message: 'deletePrefix needs a prefix; use "*" to delete every key',
+          })
         }
         const condition = checked === "*" ? sql`1 = 1` : prefixCondition(checked)
-        return deleteWhere(condition, yield* Arg.page(page))
+        return deleteWhere(condition, yield* decodePage(page))
       })
 
     /** Explains why statement `index` of a batch failed. */
     const batchFailure = (steps: ReadonlyArray<BatchStep>, error: AtomicStatementError) => {
       const step = steps[error.index]
-      if (
-        step !== undefined &&
-        messageOf(error.cause).includes(versionMismatchMarker) &&
-        step.kind === "guard"
-      ) {
+      if (step?.kind === "guard" && executor.explain(error.cause).detail.includes(versionMismatchMarker)) {
         return new VersionMismatchError({ key: step.key, expected: step.version })
       }
       // A concurrent insert between the guard and an insert-only write (PostgreSQL).
@@ -453,35 +413,35 @@ export const make = (
         step?.kind === "write" &&
         step.version === 0 &&
         step.key !== undefined &&
-        isUniqueViolation(error.cause)
+        isUniqueViolation(error.cause, executor.explain)
       ) {
         return new VersionMismatchError({ key: step.key, expected: 0 })
       }
-      return new StoreError({ operation: "mutateAll", cause: error.cause })
+      return storeError("mutateAll", error.cause)
     }
 
-    // --- the service -----------------------------------------------------------
+    // --- the service -------------------------------------------------------------------
 
     const service: StoreService = {
       init,
 
       get: (key) =>
-        Effect.flatMap(Arg.key(key), (key) =>
+        Effect.flatMap(decodeKey(key), (key) =>
           run(
             "get",
-            Effect.map(records(sql.unsafe<RecordRow>(getText, [key])), (found) =>
-              Option.fromNullable(found[0]),
+            Effect.map(getOne(key), (rows) =>
+              rows.length === 0 ? Option.none() : Option.some(toRecord(rows[0]!)),
             ),
           ),
         ),
 
       getBatch: (keys) =>
-        Effect.flatMap(Arg.keys(keys), (keys) =>
+        Effect.flatMap(decodeKeys(keys), (keys) =>
           run(
             "getBatch",
             Effect.reduce(chunks(keys), new Map<string, KvRecord>(), (found, chunk) =>
               Effect.map(
-                records(sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE key IN ${sql.in(chunk)}`),
+                records(sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE "key" IN ${sql.in(chunk)}`),
                 (rows) => {
                   for (const record of rows) found.set(record.key, record)
                   return found
@@ -493,67 +453,91 @@ export const make = (
 
       getPrefix: (prefix, page) =>
         Effect.gen(function* () {
-          const checked = yield* Arg.bound("prefix", prefix)
-          return yield* run("getPrefix", selectRecords(prefixCondition(checked), yield* Arg.page(page)))
+          const condition = prefixCondition(yield* decodePrefix(prefix))
+          return yield* run("getPrefix", selectRecords(condition, yield* decodePage(page)))
         }),
 
       getRange: (from, to, page) =>
         Effect.gen(function* () {
-          const condition = rangeCondition(yield* Arg.bound("from", from), yield* Arg.bound("to", to))
-          return yield* run("getRange", selectRecords(condition, yield* Arg.page(page)))
+          const condition = rangeCondition(yield* decodeFrom(from), yield* decodeTo(to))
+          return yield* run("getRange", selectRecords(condition, yield* decodePage(page)))
         }),
 
       getType: (type, page) =>
         Effect.gen(function* () {
-          const checked = yield* Arg.name("type", type)
-          const condition = checked === "all" ? sql`1 = 1` : sql`type = ${checked}`
-          return yield* run("getType", selectRecords(condition, yield* Arg.page(page)))
+          const checked = yield* decodeType(type)
+          const condition = checked === "all" ? sql`1 = 1` : sql`"type" = ${checked}`
+          return yield* run("getType", selectRecords(condition, yield* decodePage(page)))
         }),
 
-      list: (page) => Effect.flatMap(Arg.page(page), (page) => run("list", selectRecords(sql`1 = 1`, page))),
+      list: (page) =>
+        Effect.flatMap(decodePage(page), (page) => run("list", selectRecords(sql`1 = 1`, page))),
 
       put: (key, version, value, options) =>
         Effect.gen(function* () {
-          const now = yield* Clock.currentTimeMillis
-          const write = yield* checkedPut(key, version, value, options, now, "skip")
-          return yield* run("put", writeOne(write))
+          const checkedKey = yield* decodeKey(key)
+          const checkedVersion = yield* decodeVersion(version)
+          const json = yield* decodeValue(value)
+          const type = (yield* decodeTypeOption(options)) ?? typeOf(value)
+          const created = time(yield* Clock.currentTimeMillis)
+          const written =
+            checkedVersion > 0
+              ? putWrites.update(checkedKey, checkedVersion, json, type)
+              : checkedVersion === 0
+                ? putWrites.create(checkedKey, json, type, created)
+                : putWrites.upsert(checkedKey, json, type, created)
+          return yield* run("put", writeOne(checkedKey, checkedVersion, written))
         }),
 
       patch: (key, version, patch, options) =>
         Effect.gen(function* () {
-          const now = yield* Clock.currentTimeMillis
-          const write = yield* checkedPatch(key, version, patch, options, now, "skip")
-          return yield* run("patch", writeOne(write))
+          const checkedKey = yield* decodeKey(key)
+          const checkedVersion = yield* decodeVersion(version)
+          const json = yield* decodePatch(patch)
+          const type = (yield* decodeTypeOption(options)) ?? null
+          const created = time(yield* Clock.currentTimeMillis)
+          const written =
+            checkedVersion > 0
+              ? patchWrites.update(checkedKey, checkedVersion, json, type)
+              : checkedVersion === 0
+                ? patchWrites.create(checkedKey, json, type, created)
+                : patchWrites.upsert(checkedKey, json, type, created)
+          return yield* run("patch", writeOne(checkedKey, checkedVersion, written))
         }),
 
       delete: (...keys) =>
         Effect.gen(function* () {
-          const checked = yield* Arg.keys(keys)
+          const checked = yield* decodeKeys(keys)
           if (checked.length === 0) return 0
           const statements = chunks(checked).map(
-            (chunk) => sql<never>`DELETE FROM kv_records WHERE "key" IN ${sql.in(chunk)}`,
+            (chunk) => sql`DELETE FROM kv_records WHERE "key" IN ${sql.in(chunk)}`,
           )
           const deleted =
             statements.length === 1
-              ? affected(statements[0]!)
-              : Effect.map(atomic(statements), (results) => results.reduce((n, r) => n + r.affected, 0))
+              ? executor.affected(statements[0]!)
+              : Effect.map(
+                  Effect.catchTag(executor.atomic(statements), "AtomicStatementError", (e) =>
+                    Effect.fail(e.cause),
+                  ),
+                  (results) => results.reduce((n, r) => n + r.affected, 0),
+                )
           return yield* run("delete", deleted)
         }),
 
       deletePrefix: (prefix, page) =>
         Effect.flatMap(deletePrefixStatement(prefix, page), (statement) =>
-          run("deletePrefix", affected(statement)),
+          run("deletePrefix", executor.affected(statement)),
         ),
 
       deleteRange: (from, to, page) =>
         Effect.flatMap(deleteRangeStatement(from, to, page), (statement) =>
-          run("deleteRange", affected(statement)),
+          run("deleteRange", executor.affected(statement)),
         ),
 
       count: () => run("count", countOf(sql`SELECT COUNT(*) AS n FROM kv_records`)),
 
       countPrefix: (prefix) =>
-        Effect.flatMap(Arg.bound("prefix", prefix), (prefix) =>
+        Effect.flatMap(decodePrefix(prefix), (prefix) =>
           run(
             "countPrefix",
             countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${prefixCondition(prefix)}`),
@@ -562,7 +546,7 @@ export const make = (
 
       countRange: (from, to) =>
         Effect.gen(function* () {
-          const condition = rangeCondition(yield* Arg.bound("from", from), yield* Arg.bound("to", to))
+          const condition = rangeCondition(yield* decodeFrom(from), yield* decodeTo(to))
           return yield* run(
             "countRange",
             countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${condition}`),
@@ -579,9 +563,11 @@ export const make = (
           const steps = planned.map(([, step]) => step)
           const results = yield* run(
             "mutateAll",
-            atomic(planned.map(([statement]) => statement)).pipe(
-              Effect.catchTag("AtomicStatementError", (error) => Effect.fail(batchFailure(steps, error))),
-            ),
+            executor
+              .atomic(planned.map(([statement]) => statement))
+              .pipe(
+                Effect.catchTag("AtomicStatementError", (error) => Effect.fail(batchFailure(steps, error))),
+              ),
           )
           const counts = mutations.map(() => 0)
           results.forEach((result, i) => {
@@ -593,34 +579,34 @@ export const make = (
 
       stream: (type, seq, limit) =>
         Effect.gen(function* () {
-          const checkedType = yield* Arg.name("type", type)
-          const from = yield* Arg.seq(seq)
-          const page = { offset: 0, limit: yield* Arg.limit(limit) }
-          const ofType = checkedType === "all" ? sql.literal("") : sql`AND type = ${checkedType}`
-          const found = sql<StreamRow>`SELECT seq, action, ${columns} FROM kv_stream
-            WHERE seq >= ${from} ${ofType} ORDER BY seq ${limitOffset(page)}`
+          const checkedType = yield* decodeType(type)
+          const from = yield* decodeSeq(seq)
+          const page = { offset: 0, limit: yield* decodeLimit(limit ?? -1) }
+          const ofType = checkedType === "all" ? sql.literal("") : sql`AND "type" = ${checkedType}`
+          const found = sql<StreamRow>`SELECT "seq", "action", ${columns} FROM kv_stream
+            WHERE "seq" >= ${from} ${ofType} ORDER BY "seq" ${limitOffset(page)}`
           return yield* run(
             "stream",
-            Effect.map(rows(found), (records) => records.map(toStreamRecord)),
+            Effect.map(executor.rows(found), (rows) => rows.map(toStreamRecord)),
           )
         }),
 
       streamSeq: () =>
         run(
           "streamSeq",
-          Effect.map(rows(latestSeq), (found) => Number(found[0]?.seq ?? 0)),
+          Effect.map(executor.rows(latestSeq), (found) => Number(found[0]?.seq ?? 0)),
         ),
 
       streamTrim: (seq) =>
-        Effect.flatMap(Arg.seq(seq), (seq) =>
-          run("streamTrim", affected(sql`DELETE FROM kv_stream WHERE "seq" <= ${seq}`)),
+        Effect.flatMap(decodeSeq(seq), (seq) =>
+          run("streamTrim", executor.affected(sql`DELETE FROM kv_stream WHERE "seq" <= ${seq}`)),
         ),
 
       lockAcquire: (name, lockedBy, duration) =>
         Effect.gen(function* () {
-          const lock = yield* Arg.name("lock name", name)
-          const holder = yield* Arg.name("lock holder", lockedBy)
-          const millis = yield* Arg.positiveDuration(duration)
+          const lock = yield* decodeLockName(name)
+          const holder = yield* decodeHolder(lockedBy)
+          const millis = Math.ceil(Duration.toMillis(yield* decodeDuration(duration)))
           const now = yield* Clock.currentTimeMillis
           // Taken when free or expired; refreshed (same lockedAt) by the same holder.
           const acquired = sql`INSERT INTO kv_locks ("name", "locked_by", "locked_at", "expires_at")
@@ -634,41 +620,34 @@ export const make = (
             RETURNING "name"`
           return yield* run(
             "lockAcquire",
-            Effect.map(rows(acquired), (taken) => taken.length === 1),
+            Effect.map(executor.rows(acquired), (taken) => taken.length === 1),
           )
         }),
 
       lockRelease: (name, lockedBy) =>
         Effect.gen(function* () {
-          const lock = yield* Arg.name("lock name", name)
-          const holder = yield* Arg.name("lock holder", lockedBy)
+          const lock = yield* decodeLockName(name)
+          const holder = yield* decodeHolder(lockedBy)
           const released = sql`DELETE FROM kv_locks WHERE "name" = ${lock} AND "locked_by" = ${holder}`
           return yield* run(
             "lockRelease",
-            Effect.map(affected(released), (deleted) => deleted === 1),
+            Effect.map(executor.affected(released), (deleted) => deleted === 1),
           )
         }),
 
       lockStatus: (name) =>
         Effect.gen(function* () {
-          const lock = yield* Arg.name("lock name", name)
+          const lock = yield* decodeLockName(name)
           const now = yield* Clock.currentTimeMillis
-          const found = sql<LockRow>`SELECT name, locked_by, locked_at, expires_at FROM kv_locks
-            WHERE name = ${lock} AND expires_at > ${time(now)}`
+          const found = sql<LockRow>`SELECT "name", "locked_by", "locked_at", "expires_at" FROM kv_locks
+            WHERE "name" = ${lock} AND "expires_at" > ${time(now)}`
           return yield* run(
             "lockStatus",
-            Effect.map(rows(found), (locks) => Option.map(Option.fromNullable(locks[0]), toLockStatus)),
+            Effect.map(executor.rows(found), (locks) =>
+              Option.map(Option.fromNullable(locks[0]), toLockStatus),
+            ),
           )
         }),
     }
     return service
   })
-
-const isBackendError = (u: unknown): u is SqlError | AtomicStatementError => {
-  const tag = typeof u === "object" && u !== null ? (u as { _tag?: unknown })._tag : undefined
-  return tag === "SqlError" || tag === "AtomicStatementError"
-}
-
-/** The SqlError behind a backend failure, or `undefined` for other errors. */
-const backendCause = (u: unknown): SqlError | undefined =>
-  isBackendError(u) ? (u._tag === "AtomicStatementError" ? u.cause : u) : undefined

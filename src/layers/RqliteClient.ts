@@ -3,9 +3,11 @@
  *
  * rqlite speaks SQLite, so the client compiles with the SQLite dialect and the store's SQLite
  * code path serves it unchanged. Every statement is one POST to `/db/request` (the endpoint
- * that takes reads, writes and `RETURNING` alike), sent with undici over keep-alive
- * connections. rqlite has no interactive transactions: atomic batches go through
- * `executeAtomic`, which sends them as ONE request with `transaction`.
+ * that takes reads, writes and `RETURNING` alike), sent through `@effect/platform`'s
+ * `HttpClient` on undici's fetch over keep-alive connections. rqlite has no interactive
+ * transactions: atomic batches go through `executeAtomic`, which sends them as ONE request
+ * with `transaction`. The client is also the store's `SqlExecutor`: statements go straight to
+ * the HTTP connection, without the per-statement scope and span of `SqlClient`.
  *
  * Behaviour of the rqlite 8.26 server this was checked against (worth knowing when writing
  * SQL for it):
@@ -21,10 +23,10 @@
  *   linearizable too, through the Raft log) when it cannot tell that the server is 8.32+.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Client from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
@@ -37,21 +39,26 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Undici from "undici"
-import { type AtomicRunner, AtomicStatementError } from "../internal/atomic.js"
+import * as ConnectionString from "../internal/connection.js"
+import {
+  type AtomicRunner,
+  AtomicStatementError,
+  type Service as Executor,
+  SqlExecutor,
+} from "./SqlExecutor.js"
 
 export const TypeId: unique symbol = Symbol.for("effect-kv/RqliteClient")
 export type TypeId = typeof TypeId
 
 /** rqlite's read consistency levels (https://rqlite.io/docs/api/read-consistency/). */
-export type ReadConsistency = "none" | "weak" | "strong" | "linearizable"
-
-const levels: ReadonlyArray<ReadConsistency> = ["none", "weak", "strong", "linearizable"]
+export type ReadConsistency = ConnectionString.ReadConsistency
 
 export interface RqliteClientConfig {
   /**
    * `http(s)://host:port`, optionally with credentials as userinfo
    * (`http://admin:secret@host:4001`) or query parameters (`?user=admin&password=secret`)
    * and `level=none|weak|strong|linearizable`. Other query parameters are passed to rqlite.
+   * A cluster is a host list: `http://h1:4001,h2:4001,h3:4001?...`.
    */
   readonly url: string | Redacted.Redacted<string>
   /** Read consistency (default: the URL's `level`, else `linearizable`). */
@@ -69,8 +76,13 @@ export interface RqliteClientConfig {
 
 export interface RqliteClient extends Client.SqlClient {
   readonly [TypeId]: TypeId
-  /** The configuration in use: the URL without credentials, the password `Redacted`. */
-  readonly config: RqliteClientConfig & { readonly url: string; readonly level: ReadConsistency }
+  /** The configuration in use: the nodes without credentials, the password `Redacted`. */
+  readonly config: {
+    readonly nodes: ReadonlyArray<string>
+    readonly level: ReadConsistency
+    readonly username?: string | undefined
+    readonly password?: Redacted.Redacted<string> | undefined
+  }
   /** The level sent with reads: `config.level`, or `strong` for `linearizable` on servers before 8.32. */
   readonly readLevel: ReadConsistency
   /**
@@ -78,11 +90,8 @@ export interface RqliteClient extends Client.SqlClient {
    * each. A failing statement rolls the batch back and fails with `AtomicStatementError`.
    */
   readonly executeAtomic: AtomicRunner
-  /**
-   * The HTTP "connection" itself: stateless, so it may be used directly and concurrently,
-   * without the per-statement scope and span of `SqlClient`.
-   */
-  readonly connection: Connection
+  /** The store's executor: statements straight to the HTTP connection, batches as one request. */
+  readonly executor: Executor
   /** Not supported by the SQLite dialect. */
   readonly updateValues: never
 }
@@ -95,29 +104,27 @@ const defaultTimeout = Duration.seconds(10)
  * An undici dispatcher that gives every request `timeoutMs` to answer. Timeouts live in
  * the dispatcher (undici's own timers) rather than in `Effect.timeout`, which costs a fiber
  * per request; they also run on the real clock, which a TestClock does not drive.
- * (@effect/platform-node sets the request timeouts itself, so they are overridden here.)
  */
-class TimeoutAgent extends Undici.Agent {
-  constructor(private readonly timeoutMs: number) {
-    super({ keepAliveTimeout: 30_000 })
-  }
-  override dispatch(options: Undici.Dispatcher.DispatchOptions, handler: Undici.Dispatcher.DispatchHandler) {
-    return super.dispatch(
-      { ...options, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs },
-      handler,
-    )
-  }
-}
+const makeDispatcher = (timeoutMs: number) =>
+  new Undici.Agent({ keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
 
-/** The HTTP client of `layer`: undici with keep-alive and the request timeout. */
+/**
+ * The HTTP client of `layer`: `@effect/platform`'s fetch client on undici's fetch, with
+ * keep-alive and the request timeout.
+ */
 export const layerHttpClient = (timeout: Duration.DurationInput): Layer.Layer<HttpClient.HttpClient> =>
-  NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
+  FetchHttpClient.layer.pipe(
     Layer.provide(
-      Layer.scoped(
-        NodeHttpClient.Dispatcher,
-        Effect.acquireRelease(
-          Effect.sync(() => new TimeoutAgent(Math.max(1, Math.round(Duration.toMillis(timeout))))),
-          (dispatcher) => Effect.promise(() => dispatcher.destroy()),
+      Layer.scopedContext(
+        Effect.map(
+          Effect.acquireRelease(
+            Effect.sync(() => makeDispatcher(Math.max(1, Math.round(Duration.toMillis(timeout))))),
+            (dispatcher) => Effect.promise(() => dispatcher.destroy()),
+          ),
+          (dispatcher) =>
+            Context.make(FetchHttpClient.Fetch, Undici.fetch as unknown as typeof globalThis.fetch).pipe(
+              Context.add(FetchHttpClient.RequestInit, { dispatcher } as unknown as globalThis.RequestInit),
+            ),
         ),
       ),
     ),
@@ -130,53 +137,11 @@ const fail = (message: string, cause?: unknown) =>
 // Connection strings
 // ---------------------------------------------------------------------------------------------
 
-const decode = (component: string): string => {
-  try {
-    return decodeURIComponent(component)
-  } catch {
-    return component // not valid percent-encoding: take it as written
-  }
-}
-
-const isLevel = (value: string): value is ReadConsistency => (levels as ReadonlyArray<string>).includes(value)
-
-/**
- * Splits a connection string into the URL to send requests to (no credentials, no `level`)
- * and the credentials and level it carried. Error messages never repeat the input, which
- * may hold a password.
- */
+/** The nodes, credentials and level of a connection string (see `internal/connection.ts`). */
 export const parseUrl = (
   input: string | Redacted.Redacted<string>,
-): Either.Either<RqliteClientConfig & { readonly url: string }, SqlError> => {
-  const raw = Redacted.isRedacted(input) ? Redacted.value(input) : input
-  let url: URL
-  try {
-    url = new URL(raw)
-  } catch {
-    return Either.left(fail("invalid rqlite URL: expected http://[user:password@]host:port[?level=...]"))
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return Either.left(fail(`invalid rqlite URL: the scheme must be http or https, not "${url.protocol}"`))
-  }
-  const params = url.searchParams
-  const username = url.username !== "" ? decode(url.username) : params.get("user")
-  const password = url.password !== "" ? decode(url.password) : params.get("password")
-  const level = params.get("level")
-  if (level !== null && !isLevel(level)) {
-    return Either.left(
-      fail(`invalid rqlite read consistency level "${level}": expected ${levels.join(", ")}`),
-    )
-  }
-  for (const key of ["user", "password", "level"]) params.delete(key)
-  const rest = params.toString()
-  const search = rest === "" ? "" : `?${rest}`
-  return Either.right({
-    url: `${url.origin}${url.pathname.replace(/\/+$/, "")}${search}`,
-    ...(username !== null ? { username } : {}),
-    ...(password !== null ? { password: Redacted.make(password) } : {}),
-    ...(level !== null ? { level } : {}),
-  })
-}
+): Either.Either<ConnectionString.RqliteTarget, SqlError> =>
+  Either.mapLeft(ConnectionString.parseRqlite(input), (message) => fail(message))
 
 // ---------------------------------------------------------------------------------------------
 // Request bodies
@@ -249,27 +214,20 @@ const encodeParam = (value: unknown): Either.Either<string, SqlError> => {
   return Either.left(fail(`cannot bind a value of type ${typeof value} as an rqlite parameter`))
 }
 
-/** Why rqlite must not get this SQL, if it must not; remembered per text (statements repeat). */
-const refusals = new Map<string, string | null>()
-const refusalOf = (sql: string): string | null => {
-  let refusal = refusals.get(sql)
-  if (refusal === undefined) {
-    refusal = transactionControl.test(sql)
-      ? "rqlite has no interactive transactions; use executeAtomic"
-      : hasEmptyPart(sql)
-        ? "empty SQL statement or part of one (e.g. ';;' or a comment after the last ';'), which makes rqlited 8 run out of memory"
-        : null
-    if (refusals.size >= 1000) refusals.clear()
-    refusals.set(sql, refusal)
-  }
-  return refusal
-}
+/** Why rqlite must not get this SQL, if it must not. */
+const refusalOf = (sql: string): string | null =>
+  transactionControl.test(sql)
+    ? "rqlite has no interactive transactions; use executeAtomic"
+    : hasEmptyPart(sql)
+      ? "empty SQL statement or part of one (e.g. ';;' or a comment after the last ';'), which makes rqlited 8 run out of memory"
+      : null
 
-/** One statement as rqlite's JSON: `["sql", param, ...]`. */
-const encodeStatement = (sql: string, params: ReadonlyArray<unknown>): Either.Either<string, SqlError> => {
-  const refusal = refusalOf(sql)
-  if (refusal !== null) return Either.left(fail(refusal))
-  const parts = [JSON.stringify(sql)]
+/** One statement as rqlite's JSON, `["sql", param, ...]`, from the SQL already as JSON. */
+const encodeStatement = (
+  sqlJson: string,
+  params: ReadonlyArray<unknown>,
+): Either.Either<string, SqlError> => {
+  const parts = [sqlJson]
   for (const param of params) {
     const encoded = encodeParam(param)
     if (Either.isLeft(encoded)) return encoded
@@ -342,20 +300,19 @@ export const make = (
 ): Effect.Effect<RqliteClient, SqlError, HttpClient.HttpClient | Reactivity.Reactivity> =>
   Effect.gen(function* () {
     const parsed = yield* parseUrl(options.url)
-    const config = {
-      ...options,
-      ...parsed,
+    const config: RqliteClient["config"] = {
+      nodes: parsed.nodes,
       level: options.level ?? parsed.level ?? "linearizable",
-      ...(options.username !== undefined ? { username: options.username } : {}),
-      ...(options.password !== undefined ? { password: options.password } : {}),
-    } satisfies RqliteClient["config"]
+      username: options.username ?? parsed.username,
+      password: options.password ?? parsed.password,
+    }
     const timeout = Duration.decode(options.timeout ?? defaultTimeout)
-    const base = new URL(config.url)
+    const base = new URL(config.nodes[0]!)
     const origin = base.origin
+    const basePath = base.pathname.replace(/\/+$/, "")
 
-    // rqlite answers a write sent to a follower with a redirect to the leader. Each statement
-    // has its `sql.execute` span already; an HTTP span and trace header per request would
-    // only add cost (about a fifth of a request's CPU time).
+    // rqlite answers a write sent to a follower with a redirect to the leader. An HTTP span
+    // and trace header per request would only add cost (about a fifth of a request's CPU).
     const http = (yield* HttpClient.HttpClient).pipe(
       HttpClient.followRedirects(3),
       HttpClient.withTracerDisabledWhen(() => true),
@@ -366,36 +323,13 @@ export const make = (
       const credentials = `${config.username ?? ""}:${config.password ? Redacted.value(config.password) : ""}`
       headers.authorization = `Basic ${Buffer.from(credentials).toString("base64")}`
     }
-    const basePath = base.pathname.replace(/\/+$/, "")
 
-    /**
-     * `linearizable` where the server knows it (8.32+), else `strong`. Asking also checks
-     * early that the server is reachable and takes the credentials.
-     */
-    function linearizableLevel(): Effect.Effect<ReadConsistency, SqlError> {
-      return http
-        .execute(
-          HttpClientRequest.get(new URL(`${basePath}/status`, origin).toString()).pipe(
-            HttpClientRequest.setHeaders(headers),
-          ),
-        )
-        .pipe(
-          Effect.flatMap(
-            (response): Effect.Effect<ReadConsistency, SqlError | HttpClientError.ResponseError> => {
-              if (response.status === 401) return Effect.fail(statusError(401, ""))
-              if (response.status !== 200) return Effect.succeed("strong") // e.g. no "status" permission
-              return Effect.map(response.json, (body) =>
-                supportsLinearizable(isRecord(body) && isRecord(body.build) ? body.build.version : undefined)
-                  ? "linearizable"
-                  : "strong",
-              )
-            },
-          ),
-          Effect.catchTags({
-            RequestError: (error) => Effect.fail(httpError(error)),
-            ResponseError: (error) => Effect.fail(httpError(error)),
-          }),
-        )
+    // Failures that mean the server could not be reached (for `explain`).
+    const unreachable = new WeakSet<SqlError>()
+    const connectError = (message: string, cause: unknown) => {
+      const error = fail(message, cause)
+      unreachable.add(error)
+      return error
     }
 
     // Errors name the server by its origin only: the request carries the credentials
@@ -403,7 +337,7 @@ export const make = (
       if (error._tag === "RequestError" && error.reason === "Transport") {
         const code = errorCode(error.cause)
         if (code !== undefined && connectErrorCodes.has(code)) {
-          return fail(`cannot connect to ${origin} (${code})`, error.cause)
+          return connectError(`cannot connect to ${origin} (${code})`, error.cause)
         }
         if (code !== undefined && timeoutErrorCodes.has(code)) {
           return fail(
@@ -418,15 +352,45 @@ export const make = (
 
     const statusError = (status: number, body: string): SqlError => {
       const detail = body.trim().slice(0, 300)
-      if (status === 401) return fail(`rqlite at ${origin} rejected the credentials (HTTP 401)`)
+      if (status === 401)
+        return connectError(`rqlite at ${origin} rejected the credentials (HTTP 401)`, undefined)
       if (status === 403) return fail(`rqlite at ${origin}: permission denied for this user (HTTP 403)`)
       return fail(`rqlite at ${origin} answered HTTP ${status}${detail ? `: ${detail}` : ""}`)
     }
 
-    const readLevel = config.level === "linearizable" ? yield* linearizableLevel() : config.level
+    /**
+     * `linearizable` where the server knows it (8.32+), else `strong`. Asking also checks
+     * early that the server is reachable and takes the credentials.
+     */
+    const linearizableLevel = http
+      .execute(
+        HttpClientRequest.get(new URL(`${basePath}/status`, origin).toString()).pipe(
+          HttpClientRequest.setHeaders(headers),
+        ),
+      )
+      .pipe(
+        Effect.flatMap(
+          (response): Effect.Effect<ReadConsistency, SqlError | HttpClientError.ResponseError> => {
+            if (response.status === 401) return Effect.fail(statusError(401, ""))
+            if (response.status !== 200) return Effect.succeed("strong") // e.g. no "status" permission
+            return Effect.map(response.json, (body) =>
+              supportsLinearizable(isRecord(body) && isRecord(body.build) ? body.build.version : undefined)
+                ? "linearizable"
+                : "strong",
+            )
+          },
+        ),
+        Effect.catchTags({
+          RequestError: (error) => Effect.fail(httpError(error)),
+          ResponseError: (error) => Effect.fail(httpError(error)),
+        }),
+      )
+
+    const readLevel: ReadConsistency =
+      config.level === "linearizable" ? yield* linearizableLevel : config.level
     const endpoint = (transaction: boolean) => {
       const url = new URL(`${basePath}/db/request`, origin)
-      url.search = base.search
+      url.search = parsed.params.toString()
       url.searchParams.set("level", readLevel)
       if (transaction) url.searchParams.set("transaction", "")
       return url.toString()
@@ -450,9 +414,22 @@ export const make = (
         Effect.flatMap(decodeResults),
       )
 
+    /** The SQL text as JSON, or why rqlite must not get it; remembered per text (statements repeat). */
+    const sqlJsonCache = new Map<string, Either.Either<string, SqlError>>()
+    const sqlJson = (sql: string): Either.Either<string, SqlError> => {
+      let encoded = sqlJsonCache.get(sql)
+      if (encoded === undefined) {
+        const refusal = refusalOf(sql)
+        encoded = refusal === null ? Either.right(JSON.stringify(sql)) : Either.left(fail(refusal))
+        if (sqlJsonCache.size >= 1000) sqlJsonCache.clear()
+        sqlJsonCache.set(sql, encoded)
+      }
+      return encoded
+    }
+
     /** Runs one statement outside any transaction and returns its result. */
-    const run = (sql: string, params: ReadonlyArray<unknown>) =>
-      Effect.flatMap(encodeStatement(sql, params), (statement) =>
+    const runEncoded = (statement: Either.Either<string, SqlError>) =>
+      Effect.flatMap(statement, (statement) =>
         send(singleRequest, [statement]).pipe(
           Effect.flatMap((results) => {
             const result = results[0]
@@ -462,6 +439,8 @@ export const make = (
           }),
         ),
       )
+    const run = (sql: string, params: ReadonlyArray<unknown>) =>
+      runEncoded(Either.flatMap(sqlJson(sql), (json) => encodeStatement(json, params)))
 
     const connection: Connection = {
       execute: (sql, params, transformRows) =>
@@ -498,7 +477,7 @@ export const make = (
         const encoded: Array<string> = []
         for (const statement of statements) {
           const [sql, params] = statement.compile()
-          encoded.push(yield* encodeStatement(sql, params))
+          encoded.push(yield* Either.flatMap(sqlJson(sql), (json) => encodeStatement(json, params)))
         }
         const results = yield* send(batchRequest, [...encoded, sentinel])
         const failed = results.findIndex((result) => result.error !== undefined)
@@ -524,21 +503,35 @@ export const make = (
           )
         }
         return yield* new AtomicStatementError({ index: failed, cause })
-      }).pipe(
-        Effect.withSpan("RqliteClient.executeAtomic", {
-          kind: "client",
-          captureStackTrace: false,
-          attributes: { "db.system.name": "rqlite", "db.operation.batch.size": statements.length },
-        }),
-      )
+      })
 
-    const acquirer = Effect.succeed(connection)
-    const transactionAcquirer = Effect.fail(fail("rqlite has no interactive transactions; use executeAtomic"))
+    const executor: Executor = {
+      rows: (statement) =>
+        Effect.suspend(() => {
+          const [sql, params] = statement.compile()
+          return Effect.map(run(sql, params), toObjects as (result: RqliteResult) => ReadonlyArray<any>)
+        }),
+      affected: (statement) =>
+        Effect.suspend(() => {
+          const [sql, params] = statement.compile()
+          return Effect.map(run(sql, params), (result) => result.rows_affected ?? 0)
+        }),
+      atomic: executeAtomic,
+      prepare: (statement) => {
+        const json = sqlJson(statement.compile()[0])
+        return (params) =>
+          Effect.map(
+            runEncoded(Either.flatMap(json, (json) => encodeStatement(json, params))),
+            toObjects as (result: RqliteResult) => ReadonlyArray<any>,
+          )
+      },
+      explain: (error) => ({ reason: unreachable.has(error) ? "connect" : "query", detail: error.message }),
+    }
 
     const client = yield* Client.make({
-      acquirer,
+      acquirer: Effect.succeed(connection),
       compiler,
-      transactionAcquirer,
+      transactionAcquirer: Effect.fail(fail("rqlite has no interactive transactions; use executeAtomic")),
       spanAttributes: [
         ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
         ["db.system.name", "rqlite"],
@@ -552,14 +545,19 @@ export const make = (
       config,
       readLevel,
       executeAtomic,
-      connection,
+      executor,
     }) as RqliteClient
   })
 
-/** The client and `SqlClient`, with its own undici HTTP client and Reactivity. */
-export const layer = (config: RqliteClientConfig): Layer.Layer<RqliteClient | Client.SqlClient, SqlError> =>
+/** The client, as `SqlClient` too, and its executor, with its own HTTP client and Reactivity. */
+export const layer = (
+  config: RqliteClientConfig,
+): Layer.Layer<RqliteClient | Client.SqlClient | SqlExecutor, SqlError> =>
   Layer.effectContext(
     Effect.map(make(config), (client) =>
-      Context.make(RqliteClient, client).pipe(Context.add(Client.SqlClient, client)),
+      Context.make(RqliteClient, client).pipe(
+        Context.add(Client.SqlClient, client),
+        Context.add(SqlExecutor, client.executor),
+      ),
     ),
   ).pipe(Layer.provide([Reactivity.layer, layerHttpClient(config.timeout ?? defaultTimeout)]))

@@ -1,17 +1,19 @@
 /**
- * The embedded backend: `Store` on a SQLite file through `@effect/sql-sqlite-node`.
+ * The embedded backend: the store on a SQLite file, i.e. `KvSql.layer` on this package's
+ * SQLite client (which runs the store's statements on its one connection directly).
  *
  * The file is opened in WAL mode with a busy timeout, so several processes can share it.
  */
-import * as fs from "node:fs"
-import * as SqlClient from "@effect/sql/SqlClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as StoreSql from "../internal/storeSql.js"
-import { InvalidArgumentError, Store, StoreError } from "../Store.js"
+import * as ConnectionString from "../internal/connection.js"
+import { InvalidArgumentError, type Store, StoreError } from "../Store.js"
+import * as KvSql from "./Sql.js"
+import type { SqlExecutor } from "./SqlExecutor.js"
+import * as SqliteClient from "./SqliteClient.js"
 
 export interface SqliteConfig {
   /**
@@ -25,109 +27,38 @@ export interface SqliteConfig {
   readonly busyTimeout?: Duration.DurationInput | undefined
 }
 
-export interface SqliteLocation {
-  readonly filename: string
-  readonly readonly: boolean
-  readonly mustExist: boolean
-}
+const location = (filename: string) =>
+  Either.mapLeft(ConnectionString.parseSqlite(filename), (message) => new InvalidArgumentError({ message }))
 
-/** Reads a path, `:memory:` or a `file:` URI. */
-export const parseFilename = (input: string): Effect.Effect<SqliteLocation, InvalidArgumentError> => {
-  if (input.length === 0) {
-    return Effect.fail(new InvalidArgumentError({ message: "the SQLite connection string is empty" }))
-  }
-  if (!input.startsWith("file:")) {
-    return Effect.succeed({ filename: input, readonly: false, mustExist: false })
-  }
-  const [rawPath = "", query = ""] = input.slice("file:".length).split("?", 2)
-  const params = new URLSearchParams(query)
-  // file:///abs/path and file:/abs/path are both absolute paths
-  const path = decodeURIComponent(rawPath.startsWith("//") ? rawPath.slice(2) : rawPath)
-  const mode = params.get("mode") ?? "rwc"
-  if (path.length === 0) {
-    return Effect.fail(new InvalidArgumentError({ message: `no file name in "${input}"` }))
-  }
-  switch (mode) {
-    case "rwc":
-      return Effect.succeed({ filename: path, readonly: false, mustExist: false })
-    case "rw":
-      return Effect.succeed({ filename: path, readonly: false, mustExist: true })
-    case "ro":
-      return Effect.succeed({ filename: path, readonly: true, mustExist: true })
-    case "memory":
-      return Effect.succeed({ filename: ":memory:", readonly: false, mustExist: false })
-    default:
-      return Effect.fail(
-        new InvalidArgumentError({
-          message: `unknown SQLite mode "${mode}" (expected ro, rw, rwc or memory)`,
-        }),
-      )
-  }
-}
-
-/** A `SqlClient` on the file, or a `StoreError` saying why it cannot be opened. */
+/** The SQLite client (also as `SqlClient`) on the file, with its executor. */
 export const layerClient = (
   config: SqliteConfig,
-): Layer.Layer<SqlClient.SqlClient, StoreError | InvalidArgumentError> =>
-  Layer.unwrapEffect(Effect.map(parseFilename(config.filename), (location) => clientAt(location, config)))
-
-const clientAt = (
-  location: SqliteLocation,
-  config: SqliteConfig,
-): Layer.Layer<SqlClient.SqlClient, StoreError> =>
+): Layer.Layer<
+  SqliteClient.SqliteClient | SqlClient.SqlClient | SqlExecutor,
+  StoreError | InvalidArgumentError
+> =>
   Layer.unwrapEffect(
-    Effect.gen(function* () {
-      const isMemory = location.filename === ":memory:"
-      if (location.mustExist && !isMemory && !fs.existsSync(location.filename)) {
-        return yield* Effect.fail(
-          new StoreError({
-            operation: "open",
-            cause: new Error(`database file "${location.filename}" does not exist`),
-          }),
-        )
-      }
-      const busyMillis = Duration.toMillis(config.busyTimeout ?? Duration.seconds(1))
-      const client = SqliteClient.layer({
+    Effect.map(location(config.filename), (location) =>
+      SqliteClient.layer({
         filename: location.filename,
         readonly: location.readonly,
-        disableWAL: location.readonly || isMemory,
-      })
-      const withBusyTimeout = Layer.effectDiscard(
-        Effect.flatMap(SqlClient.SqlClient, (sql) =>
-          sql.unsafe(`PRAGMA busy_timeout = ${Math.round(busyMillis)}`),
+        fileMustExist: location.mustExist,
+        busyTimeout: config.busyTimeout,
+      }).pipe(
+        Layer.mapError(
+          (cause) =>
+            new StoreError({ operation: "connect", reason: "connect", detail: cause.message, cause }),
         ),
-      )
-      // better-sqlite3 throws while opening (missing directory, no permission): a defect
-      // inside SqliteClient.make, turned here into a readable typed error.
-      return Layer.provideMerge(withBusyTimeout, client).pipe(
-        Layer.catchAllCause((cause) =>
-          Layer.fail(
-            new StoreError({ operation: `open "${location.filename}"`, cause: Cause.squash(cause) }),
-          ),
-        ),
-      )
-    }),
+      ),
+    ),
   )
 
-/** `Store` on a SQLite file. */
+/** `Store` on a SQLite file: the SQLite client + `KvSql.layer`. */
 export const layer = (config: SqliteConfig): Layer.Layer<Store, StoreError | InvalidArgumentError> =>
   Layer.unwrapEffect(
-    Effect.map(parseFilename(config.filename), (location) =>
-      Layer.effect(
-        Store,
-        Effect.gen(function* () {
-          const sql = yield* SqlClient.SqlClient
-          // SqliteClient has one connection behind a lock; taking it and giving the lock back
-          // right away leaves the connection for the store's single statements, which run
-          // synchronously and so can never interleave with a transaction's.
-          const connection = yield* Effect.scoped(sql.reserve).pipe(
-            Effect.mapError((cause) => new StoreError({ operation: "open", cause })),
-          )
-          return yield* StoreSql.make({
-            migrate: config.migrate !== false && !location.readonly,
-            connection,
-          })
-        }),
-      ).pipe(Layer.provide(clientAt(location, config))),
+    Effect.map(location(config.filename), (location) =>
+      KvSql.layer({ migrate: config.migrate !== false && !location.readonly }).pipe(
+        Layer.provide(layerClient(config)),
+      ),
     ),
   )

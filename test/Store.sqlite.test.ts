@@ -2,7 +2,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { KvSqlite } from "../src/sqlite.js"
-import { storeSuite } from "./Store.conformance.js"
+import { storeSuite } from "./Store.suite.js"
 import { layerOnScratch } from "./support/scratch.js"
 
 /** A SQLite file in a new temporary directory, removed with the layer. */

@@ -8,6 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import { afterAll, describe, expect, it } from "vitest"
 import * as Cli from "../src/Cli.js"
+import { redact } from "../src/internal/connection.js"
 import * as DurationText from "../src/internal/duration.js"
 import { cliSuite, fails, spawnKv } from "./Cli.suite.js"
 
@@ -63,10 +64,10 @@ describe("command-line rewriting", () => {
   })
 
   it("redacts passwords", () => {
-    const line = Cli.redact("cannot reach postgres://u:pw1@h:5432/db or http://h:4001?user=a&password=pw2")
+    const line = redact("cannot reach postgres://u:pw1@h:5432/db or http://h:4001?user=a&password=pw2")
     expect(line).toBe("cannot reach postgres://u:***@h:5432/db or http://h:4001?user=a&password=***")
     const secrets = Cli.secretsOf(["node", "kv", "--connection", "http://h?password=hunter22"], {})
-    expect(Cli.redact("auth failed for hunter22", secrets)).toBe("auth failed for ***")
+    expect(redact("auth failed for hunter22", secrets)).toBe("auth failed for ***")
   })
 })
 

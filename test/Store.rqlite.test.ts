@@ -1,5 +1,5 @@
 import * as KvRqlite from "../src/layers/Rqlite.js"
-import { storeSuite } from "./Store.conformance.js"
+import { storeSuite } from "./Store.suite.js"
 import { startRqlite } from "./support/rqlite.js"
 import { layerOnScratch } from "./support/scratch.js"
 

@@ -1,5 +1,5 @@
 import * as KvPostgres from "../src/layers/Postgres.js"
-import { storeSuite } from "./Store.conformance.js"
+import { storeSuite } from "./Store.suite.js"
 import { createScratchDatabase } from "./support/postgres.js"
 import { layerOnScratch } from "./support/scratch.js"
 

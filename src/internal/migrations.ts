@@ -1,8 +1,23 @@
 /**
- * The tables behind the store, per SQL dialect. Every statement is idempotent, so
- * running them again (or from several processes at once) is safe.
+ * The tables behind the store, scheduler and consumers, as named migrations applied in order.
  *
- * Tables:
+ * Each migration has an id (`0001_store`, `0002_...`) and its statements per dialect (SQLite
+ * and rqlite share one). `kv_migrations` holds one row per applied id. A migration is applied
+ * as ONE atomic batch of the backend's executor whose first write records its id: when
+ * several processes start at once, the others' batches fail on that row (a primary key) and
+ * roll back before they change anything, and they find the migration applied. On PostgreSQL
+ * the batch also takes an advisory lock first, so that concurrent DDL queues instead of
+ * racing on the catalog.
+ *
+ * Why not `@effect/sql`'s `Migrator`: it runs every migration inside `withTransaction`, which
+ * rqlite (no interactive transactions) cannot do; here a migration is a list of statements,
+ * so the same batch runs as a transaction on SQLite and PostgreSQL and as one request on rqlite.
+ *
+ * `0001_store` is the schema of databases made before migrations had names, written so that it
+ * can run again on them (IF NOT EXISTS, CREATE OR REPLACE): that is how they upgrade in place.
+ * Later migrations need not be idempotent: they run exactly once per database.
+ *
+ * Tables of 0001_store:
  * - `kv_records`: one row per user key.
  * - `kv_stream`: one row per mutation of a user key, filled by triggers on `kv_records`.
  * - `kv_locks`: named locks with an expiry, apart from the user key space.
@@ -10,20 +25,23 @@
  *   version. It lets a version check abort an atomic batch from inside SQL, which rqlite
  *   (no interactive transactions) needs; every backend uses it the same way.
  */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import type { AtomicStatementError, Service as Executor } from "../layers/SqlExecutor.js"
 
 /** The error text that marks a failed version check raised by `kv_expect`. */
 export const versionMismatchMarker = "effect-kv: version mismatch"
 
-/** Bumped with every change below; `kv_schema` records the version a database has. */
-export const schemaVersion = 1
+export interface Migration {
+  readonly id: string
+  /** SQLite and rqlite */
+  readonly sqlite: ReadonlyArray<string>
+  readonly pg: ReadonlyArray<string>
+}
 
-const recordVersion = [
-  "CREATE TABLE IF NOT EXISTS kv_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
-  `INSERT INTO kv_schema (id, version) VALUES (1, ${schemaVersion})
-    ON CONFLICT (id) DO UPDATE SET version = excluded.version`,
-]
-
-export const sqliteSchema: ReadonlyArray<string> = [
+const storeSqlite: ReadonlyArray<string> = [
   `CREATE TABLE IF NOT EXISTS kv_records (
     key TEXT PRIMARY KEY NOT NULL,
     version INTEGER NOT NULL,
@@ -69,12 +87,12 @@ export const sqliteSchema: ReadonlyArray<string> = [
       ELSE NOT EXISTS (SELECT 1 FROM kv_records WHERE key = NEW.key AND version = NEW.version)
     END;
   END`,
-  ...recordVersion,
+  // databases made before named migrations recorded a schema version here
+  "DROP TABLE IF EXISTS kv_schema",
 ]
 
 /**
- * PostgreSQL. Run in one transaction under an advisory lock, so that concurrent
- * initialisations queue instead of racing on the catalog.
+ * PostgreSQL.
  *
  * Stream numbering: a plain sequence would leave gaps on rollback and hand out numbers
  * in start order, not commit order, so a reader could see seq 12 before seq 11 commits
@@ -84,8 +102,7 @@ export const sqliteSchema: ReadonlyArray<string> = [
  * order, without gaps: when seq n is visible, every seq below n is already committed.
  * The counter lock is taken last in a transaction, so it cannot deadlock with row locks.
  */
-export const postgresSchema: ReadonlyArray<string> = [
-  "SELECT pg_advisory_xact_lock(8315726001)",
+const storePostgres: ReadonlyArray<string> = [
   `CREATE TABLE IF NOT EXISTS kv_records (
     key text COLLATE "C" PRIMARY KEY,
     version bigint NOT NULL,
@@ -201,5 +218,82 @@ export const postgresSchema: ReadonlyArray<string> = [
   "DROP TRIGGER IF EXISTS kv_expect_check ON kv_expect",
   `CREATE TRIGGER kv_expect_check INSTEAD OF INSERT ON kv_expect
     FOR EACH ROW EXECUTE FUNCTION kv_expect_check()`,
-  ...recordVersion,
+  // databases made before named migrations recorded a schema version here
+  "DROP TABLE IF EXISTS kv_schema",
 ]
+
+/** Every migration, in the order they apply. */
+export const migrations: ReadonlyArray<Migration> = [
+  { id: "0001_store", sqlite: storeSqlite, pg: storePostgres },
+]
+
+/** Serialises migrations of concurrent processes on PostgreSQL. */
+const advisoryLock = 8315726001
+
+export interface Migrator {
+  /** Applies every migration the database lacks. */
+  readonly run: Effect.Effect<void, SqlError | AtomicStatementError>
+  /** The ids not applied yet, in order; every id when the database has no effect-kv tables. */
+  readonly pending: Effect.Effect<ReadonlyArray<string>, SqlError>
+  /** Whether the database has effect-kv's tables (of any version). */
+  readonly initialised: Effect.Effect<boolean, SqlError>
+}
+
+export const makeMigrator = (executor: Executor): Effect.Effect<Migrator, never, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+    const lock = isPg ? [sql`SELECT pg_advisory_xact_lock(${advisoryLock})`] : []
+
+    const tableExists = (name: string) =>
+      Effect.map(
+        executor.rows(
+          isPg
+            ? sql<{ found: unknown }>`SELECT to_regclass(${name}) IS NOT NULL AS found`
+            : sql<{
+                found: unknown
+              }>`SELECT count(*) AS found FROM sqlite_master WHERE type = 'table' AND name = ${name}`,
+        ),
+        (rows) => Boolean(rows[0]?.found) && rows[0]?.found !== "0",
+      )
+
+    const applied = Effect.flatMap(tableExists("kv_migrations"), (exists) =>
+      exists
+        ? Effect.map(
+            executor.rows(sql<{ id: string }>`SELECT id FROM kv_migrations`),
+            (rows) => new Set(rows.map((row) => row.id)),
+          )
+        : Effect.succeed(new Set<string>()),
+    )
+
+    const pending = Effect.map(applied, (done) => migrations.filter((m) => !done.has(m.id)).map((m) => m.id))
+
+    const createTable = sql.unsafe(
+      isPg
+        ? "CREATE TABLE IF NOT EXISTS kv_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL)"
+        : "CREATE TABLE IF NOT EXISTS kv_migrations (id TEXT PRIMARY KEY NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+
+    const apply = (migration: Migration) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const record = sql`INSERT INTO kv_migrations (id, applied_at) VALUES (${migration.id}, ${isPg ? new Date(now) : now})`
+        const statements = (isPg ? migration.pg : migration.sqlite).map((statement) => sql.unsafe(statement))
+        yield* executor.atomic([...lock, record, ...statements]).pipe(
+          // another process applied it first: its row made this batch fail and roll back
+          Effect.catchAll((error) =>
+            Effect.flatMap(applied, (done) => (done.has(migration.id) ? Effect.void : Effect.fail(error))),
+          ),
+        )
+      })
+
+    const run = Effect.gen(function* () {
+      yield* executor.atomic([...lock, createTable])
+      const done = yield* applied
+      for (const migration of migrations) {
+        if (!done.has(migration.id)) yield* apply(migration)
+      }
+    })
+
+    return { run, pending, initialised: tableExists("kv_records") }
+  })

@@ -1,0 +1,221 @@
+/**
+ * What the store accepts, as Schemas: one definition shared by the store (which decodes every
+ * argument before it touches the database) and the `kv` command line (which attaches the same
+ * Schemas to its arguments, so bad input is refused before a database is opened, in the same
+ * words).
+ *
+ * The limits are those every backend can honour identically:
+ * - keys, record types and names (locks, holders, tasks, consumers) are non-empty, well-formed
+ *   Unicode without NUL, at most {@link maxNameBytes} bytes of UTF-8 (PostgreSQL cannot index
+ *   longer ones);
+ * - values and patches are JSON (their `JSON.stringify` form), nested at most {@link maxDepth}
+ *   deep, with strings and member names free of NUL and lone surrogates (PostgreSQL's JSON
+ *   functions cannot hold them, SQLite's `json_patch` compares member names only up to NUL);
+ * - a merge patch is a JSON object by its JSON form (a `Date` is a string, not an object).
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as DurationParser from "./internal/duration.js"
+import { InvalidArgumentError } from "./Store.js"
+
+/** The longest key, type or name, in bytes of UTF-8. */
+export const maxNameBytes = 1024
+
+/** The deepest nesting of arrays and objects in a value or patch. */
+export const maxDepth = 100
+
+const isWellFormed = (text: string): boolean =>
+  (text as unknown as { isWellFormed(): boolean }).isWellFormed()
+
+const utf8Bytes = (text: string): number =>
+  text.length * 3 <= maxNameBytes ? text.length : Buffer.byteLength(text)
+
+/** The message of the innermost issue: the words of the check that failed. */
+const innermost = (issue: ParseResult.ParseIssue): string | undefined => {
+  if ("message" in issue && typeof issue.message === "string") return issue.message
+  return "issue" in issue && typeof issue.issue === "object"
+    ? innermost(issue.issue as ParseResult.ParseIssue)
+    : undefined
+}
+
+/**
+ * A refinement whose failure reads as one sentence: `problem` says what is wrong with a value
+ * (`undefined`: nothing). Every failure of the Schema, of the base type too, is that sentence.
+ */
+const checked = <A, I>(base: Schema.Schema<A, I>, problem: (value: unknown) => string | undefined) =>
+  base.pipe(
+    Schema.filter((value) => problem(value) === undefined, {
+      message: (issue) => ({
+        message: problem(issue.actual) ?? innermost(issue) ?? "invalid",
+        override: true,
+      }),
+    }),
+  )
+
+/** A string for `what`: `empty` allows "", `maxBytes` caps its UTF-8 length. */
+const text = (what: string, options: { readonly empty: boolean; readonly maxBytes?: number }) =>
+  checked(Schema.String, (value) => {
+    if (typeof value !== "string") return `${what} must be a string`
+    if (!options.empty && value.length === 0) return `${what} must be a non-empty string`
+    if (value.includes("\u0000")) return `${what} must not contain NUL characters`
+    if (!isWellFormed(value)) return `${what} must be well-formed Unicode (it has a lone surrogate)`
+    if (options.maxBytes !== undefined && utf8Bytes(value) > options.maxBytes) {
+      return `${what} must be at most ${options.maxBytes} bytes of UTF-8, got ${Buffer.byteLength(value)}`
+    }
+    return undefined
+  })
+
+/** A key, type or other name: non-empty, well-formed, no NUL, at most {@link maxNameBytes} bytes. */
+export const name = (what: string) => text(what, { empty: false, maxBytes: maxNameBytes })
+
+export const Key = name("key")
+
+/** A prefix or range bound: like a key, but it may be empty and has no length limit. */
+export const bound = (what: string) => text(what, { empty: true })
+
+const integer = (what: string, min: number, expected: string) =>
+  checked(Schema.Number, (n) =>
+    typeof n === "number" && Number.isSafeInteger(n) && n >= min
+      ? undefined
+      : `${what} must be ${expected}, got ${typeof n === "string" ? JSON.stringify(n) : String(n)}`,
+  )
+
+/** `-1` (write unconditionally), `0` (only create) or the version to replace. */
+export const Version = integer("version", -1, "-1, 0 or a positive integer")
+
+export const Offset = integer("offset", 0, "a non-negative integer")
+
+/** `-1`: no limit. */
+export const Limit = integer("limit", -1, "-1 (no limit) or a non-negative integer")
+
+export const Seq = integer("seq", 0, "a non-negative integer")
+
+/** A positive whole number (counts of records, operations, workers, retries). */
+export const positive = (what: string) => integer(what, 1, "a positive integer")
+
+const isPositiveFinite = (duration: Duration.Duration) =>
+  Duration.isFinite(duration) && Duration.greaterThan(duration, Duration.zero)
+
+/** A finite duration longer than zero, from any `Duration.DurationInput`. */
+export const PositiveDuration = Schema.transformOrFail(Schema.Unknown, Schema.DurationFromSelf, {
+  strict: true,
+  decode: (input, _, ast) => {
+    const decoded = Duration.decodeUnknown(input)
+    return decoded._tag === "Some" && isPositiveFinite(decoded.value)
+      ? ParseResult.succeed(decoded.value)
+      : ParseResult.fail(
+          new ParseResult.Type(
+            ast,
+            input,
+            `duration must be finite and longer than zero, got ${String(input)}`,
+          ),
+        )
+  },
+  encode: ParseResult.succeed,
+}).annotations({ message: (issue) => ({ message: innermost(issue) ?? "invalid duration", override: true }) })
+
+/** A duration as people type it: `500ms`, `10s`, `5m`, `1h30m`; longer than zero. */
+export const DurationText = Schema.transformOrFail(Schema.String, Schema.DurationFromSelf, {
+  strict: true,
+  decode: (input, _, ast) =>
+    Either.match(DurationParser.parsePositive(input), {
+      onLeft: (message) => ParseResult.fail(new ParseResult.Type(ast, input, message)),
+      onRight: ParseResult.succeed,
+    }),
+  encode: (duration) => ParseResult.succeed(`${Duration.toMillis(duration)}ms`),
+}).annotations({ message: (issue) => ({ message: innermost(issue) ?? "invalid duration", override: true }) })
+
+// ---------------------------------------------------------------------------------------------
+// JSON values
+// ---------------------------------------------------------------------------------------------
+
+// JSON.stringify writes a \u escape only for control characters and lone surrogates, so an
+// escape of NUL or of a surrogate (after an even run of backslashes) is exactly what we refuse.
+const refusedEscape = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i
+
+/** Whether arrays and objects nest deeper than `max` in JSON text. */
+const nestsDeeper = (json: string, max: number): boolean => {
+  if (json.length <= 2 * max) return false // too short to open max + 1 brackets
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i)
+    if (inString) {
+      if (c === 92)
+        i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 123 || c === 91) {
+      if (++depth > max) return true
+    } else if (c === 125 || c === 93) depth--
+  }
+  return false
+}
+
+/** The JSON text of `value`, or why it cannot be stored. */
+export const jsonText = (value: unknown, what = "the value"): Either.Either<string, string> => {
+  let json: string | undefined
+  try {
+    json = JSON.stringify(value)
+  } catch (error) {
+    return Either.left(`${what} cannot be represented as JSON: ${(error as Error).message}`)
+  }
+  if (json === undefined) return Either.left(`${what} cannot be represented as JSON`)
+  if (json.includes("\\u") && refusedEscape.test(json)) {
+    return Either.left(
+      `${what} must not contain NUL characters or lone surrogates in its strings or member names`,
+    )
+  }
+  if (nestsDeeper(json, maxDepth))
+    return Either.left(`${what} nests arrays and objects more than ${maxDepth} deep`)
+  return Either.right(json)
+}
+
+const jsonSchema = (what: string, check: (json: string) => string | undefined = () => undefined) =>
+  Schema.transformOrFail(Schema.Unknown, Schema.String, {
+    strict: true,
+    decode: (input, _, ast) => {
+      const json = Either.flatMap(jsonText(input, what), (json) => {
+        const problem = check(json)
+        return problem === undefined ? Either.right(json) : Either.left(problem)
+      })
+      return Either.isRight(json)
+        ? ParseResult.succeed(json.right)
+        : ParseResult.fail(new ParseResult.Type(ast, input, json.left))
+    },
+    encode: (json) => ParseResult.succeed(JSON.parse(json) as unknown),
+  }).annotations({
+    message: (issue) => ({ message: innermost(issue) ?? `${what} is not JSON`, override: true }),
+  })
+
+/** A value as the JSON text it is stored as. */
+export const Value = jsonSchema("the value")
+
+/** A merge patch (RFC 7396) as JSON text: a JSON object. */
+export const MergePatch = jsonSchema("a patch", (json) =>
+  json.startsWith("{") ? undefined : "a patch must be a JSON object",
+)
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------------
+
+/** The first problem of a failed decoding, in the Schema's own words. */
+export const describeIssue = (issue: ParseResult.ParseIssue): string =>
+  ParseResult.TreeFormatter.formatIssueSync(issue)
+
+/** A decoder whose failure is an `InvalidArgumentError` with the Schema's message. */
+export const decoder = <A, I>(
+  schema: Schema.Schema<A, I>,
+): ((input: unknown) => Effect.Effect<A, InvalidArgumentError>) => {
+  const decode = ParseResult.decodeUnknownEither(schema)
+  return (input) => {
+    const result = decode(input)
+    return Either.isRight(result)
+      ? Effect.succeed(result.right)
+      : Effect.fail(new InvalidArgumentError({ message: describeIssue(result.left) }))
+  }
+}

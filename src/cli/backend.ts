@@ -1,0 +1,29 @@
+/**
+ * The backend behind `--type` and `--connection`: its layer, loaded on demand so that a command
+ * on SQLite does not compile the PostgreSQL and rqlite clients (and the reverse).
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import type { InvalidArgumentError, Store, StoreError } from "../Store.js"
+
+export const backendTypes = ["sqlite", "postgres", "rqlite"] as const
+export type BackendType = (typeof backendTypes)[number]
+
+/** The store of a backend, the connection string kept `Redacted` up to its client. */
+export const layerFor = (
+  type: BackendType,
+  connection: Redacted.Redacted<string>,
+): Layer.Layer<Store, StoreError | InvalidArgumentError> =>
+  Layer.unwrapEffect(
+    Effect.promise(async () => {
+      switch (type) {
+        case "sqlite":
+          return (await import("../layers/Sqlite.js")).layer({ filename: Redacted.value(connection) })
+        case "postgres":
+          return (await import("../layers/Postgres.js")).layer({ url: connection })
+        case "rqlite":
+          return (await import("../layers/Rqlite.js")).layer({ url: connection })
+      }
+    }),
+  )

@@ -1,0 +1,39 @@
+/**
+ * What commands print on stdout (data only) and read from stdin.
+ */
+import { text as readAllText } from "node:stream/consumers"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { InvalidArgumentError, KvRecord, StreamRecord } from "../Store.js"
+import { errorText } from "./errors.js"
+
+const invalid = (message: string) => new InvalidArgumentError({ message })
+
+/** All of stdin as JSON; nothing is written when it is not JSON. */
+export const readStdinJson: Effect.Effect<unknown, InvalidArgumentError> = Effect.gen(function* () {
+  if (process.stdin.isTTY) {
+    yield* Console.error("reading a JSON value from stdin (end it with Ctrl-D)")
+  }
+  const text = yield* Effect.tryPromise({
+    try: () => readAllText(process.stdin),
+    catch: (error) => invalid(`cannot read stdin: ${errorText(error)}`),
+  })
+  return yield* Effect.try({
+    try: (): unknown => JSON.parse(text),
+    catch: (error) => invalid(`stdin is not valid JSON: ${errorText(error)}`),
+  })
+})
+
+/** 2-space JSON. */
+export const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
+
+/** One value encoded with its Schema (dates as RFC 3339 strings), as 2-space JSON. */
+export const printEncoded =
+  <A, I>(schema: Schema.Schema<A, I>) =>
+  (value: A) =>
+    Effect.flatMap(Effect.orDie(Schema.encode(schema)(value)), printJson)
+
+export const printRecords = printEncoded(Schema.Array(KvRecord))
+export const printStreamRecords = printEncoded(Schema.Array(StreamRecord))
+export const printInteger = (n: number) => Console.log(String(n))

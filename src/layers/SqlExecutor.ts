@@ -1,0 +1,159 @@
+/**
+ * The one seam between the shared SQL (store, scheduler, consumers) and a driver.
+ *
+ * The shared code builds `Statement`s with `SqlClient` and hands them to an executor: for
+ * their rows, for the number of rows they changed, or as a batch that commits all or nothing.
+ * Each backend brings its own executor and keeps its driver's details behind it: SQLite its
+ * prepared statements and connection guard, rqlite its one-request batches, and any other
+ * `SqlClient` (PostgreSQL, or a client the application already has) the generic one below.
+ * Raw result shapes and error shapes never leak above this module.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Statement } from "@effect/sql/Statement"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+/** What one statement of a batch produced: its rows (a query or `RETURNING`) and the rows it changed. */
+export interface StatementResult {
+  readonly rows: ReadonlyArray<any>
+  readonly affected: number
+}
+
+/** Statement `index` of an atomic batch failed, so the whole batch was rolled back. */
+export class AtomicStatementError extends Data.TaggedError("AtomicStatementError")<{
+  readonly index: number
+  readonly cause: SqlError
+}> {
+  override get message() {
+    return `statement ${this.index} of an atomic batch failed: ${this.cause.message}`
+  }
+}
+
+/** Runs statements all or nothing and returns what each one produced. */
+export type AtomicRunner = (
+  statements: ReadonlyArray<Statement<unknown>>,
+) => Effect.Effect<ReadonlyArray<StatementResult>, AtomicStatementError | SqlError>
+
+/** Why a statement failed: the database could not be reached, or the statement itself failed. */
+export interface Failure {
+  readonly reason: "connect" | "query"
+  /** The client's own description, without passwords. */
+  readonly detail: string
+}
+
+export interface Service {
+  /** The rows a statement returns. */
+  readonly rows: <A extends object>(statement: Statement<A>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  /** The number of rows a write changed. */
+  readonly affected: (statement: Statement<unknown>) => Effect.Effect<number, SqlError>
+  readonly atomic: AtomicRunner
+  /**
+   * A statement whose SQL text never changes, compiled (and, where the driver can, prepared)
+   * once: the result runs it with new parameters, in the order the statement binds them.
+   */
+  readonly prepare: <A extends object>(
+    statement: Statement<A>,
+  ) => (params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  /** Says what went wrong in a failure of this executor. */
+  readonly explain: (error: SqlError) => Failure
+}
+
+export class SqlExecutor extends Context.Tag("effect-kv/SqlExecutor")<SqlExecutor, Service>() {}
+
+// ---------------------------------------------------------------------------------------------
+// The generic executor, for any SqlClient
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Reads a driver's raw result (`Statement.raw`): rows (a reading statement), better-sqlite3's
+ * `RunResult` (`changes`), node-postgres' `Result` (`rows`, `rowCount`) or mysql2's
+ * `ResultSetHeader` (`affectedRows`).
+ */
+const resultOf = (raw: unknown): StatementResult => {
+  if (Array.isArray(raw)) return { rows: raw, affected: raw.length }
+  const result = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>
+  const rows = Array.isArray(result.rows) ? result.rows : []
+  const affected = [result.rowCount, result.changes, result.affectedRows].find((n) => typeof n === "number")
+  return { rows, affected: typeof affected === "number" ? affected : rows.length }
+}
+
+/** Messages the @effect/sql drivers use for every failure of a kind; the cause says more. */
+const genericMessage = /^(?:PgClient: )?(?:Failed to [a-z ]+|Connection error|Connection timed out)$/i
+const connectMessage = /connect|connection/i
+
+/** SQLSTATE classes of a connection that could not be made or was lost (PostgreSQL). */
+const connectStates = /^(?:08|28|3D|57P0[1-3])/
+const networkCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "EPIPE",
+])
+
+const messageOf = (u: unknown): string | undefined => {
+  if (typeof u !== "object" || u === null) return undefined
+  const { message, errors } = u as { message?: unknown; errors?: unknown }
+  if (typeof message === "string" && message.length > 0) return message
+  // a refused connection to several addresses is an AggregateError without a message
+  return Array.isArray(errors) ? messageOf(errors[0]) : undefined
+}
+
+const codeOf = (u: unknown): string | undefined => {
+  if (typeof u !== "object" || u === null) return undefined
+  const { code, errors } = u as { code?: unknown; errors?: unknown }
+  if (typeof code === "string") return code
+  return Array.isArray(errors) ? codeOf(errors[0]) : undefined
+}
+
+/** The explanation for drivers that wrap every failure in one generic SqlError message. */
+export const explainGeneric = (error: SqlError): Failure => {
+  const inner = messageOf(error.cause)
+  const isGeneric = genericMessage.test(error.message)
+  const detail = inner === undefined ? error.message : isGeneric ? inner : `${error.message}: ${inner}`
+  const code = codeOf(error.cause)
+  const connect =
+    (isGeneric && connectMessage.test(error.message) && !/statement/i.test(error.message)) ||
+    (code !== undefined && (networkCodes.has(code) || connectStates.test(code))) ||
+    /Connection terminated/i.test(inner ?? "")
+  return { reason: connect ? "connect" : "query", detail }
+}
+
+/**
+ * An executor for any `SqlClient`: statements go through the client, batches run in one of
+ * its transactions. Right for clients with interactive transactions and a connection pool
+ * (PostgreSQL, MySQL, a SqliteClient of the application's own).
+ */
+export const fromSqlClient = (client: SqlClient.SqlClient): Service => {
+  const sql = client.withoutTransforms()
+  return {
+    rows: (statement) => statement,
+    affected: (statement) => Effect.map(statement.raw, (raw) => resultOf(raw).affected),
+    atomic: (statements) =>
+      sql.withTransaction(
+        Effect.forEach(statements, (statement, index) =>
+          statement.raw.pipe(
+            Effect.map(resultOf),
+            Effect.mapError((cause) => new AtomicStatementError({ index, cause })),
+          ),
+        ),
+      ),
+    prepare: (statement) => {
+      const [text] = statement.compile()
+      return (params) => sql.unsafe(text, params)
+    },
+    explain: explainGeneric,
+  }
+}
+
+/** The executor of the `SqlClient` in the context, unless the context already has one. */
+export const layerFromSqlClient: Layer.Layer<SqlExecutor, never, SqlClient.SqlClient> = Layer.effect(
+  SqlExecutor,
+  Effect.map(SqlClient.SqlClient, fromSqlClient),
+)
