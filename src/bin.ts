@@ -5,12 +5,12 @@
  * Every failure ends as exactly one `kv: ...` line on stderr and exit code 1; interruption
  * (SIGINT/SIGTERM) exits 0 after the running command has cleaned up.
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Cli from "./Cli.js"
+import * as CliEnvironment from "./cli/environment.js"
 
 // `kv list | head -1`: a closed stdout ends the program quietly.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
@@ -28,6 +28,6 @@ Cli.run(process.argv).pipe(
         : // printed here, then a bare failure so that the runtime exits with code 1
           Effect.zipRight(Console.error(Cli.formatError(cause, secrets)), Effect.fail("reported" as const)),
   ),
-  Effect.provide(NodeContext.layer),
+  Effect.provide(CliEnvironment.layer),
   NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true }),
 )

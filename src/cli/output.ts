@@ -1,7 +1,6 @@
 /**
  * What commands print on stdout (data only) and read from stdin.
  */
-import { text as readAllText } from "node:stream/consumers"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -16,7 +15,12 @@ export const readStdinJson: Effect.Effect<unknown, InvalidArgumentError> = Effec
     yield* Console.error("reading a JSON value from stdin (end it with Ctrl-D)")
   }
   const text = yield* Effect.tryPromise({
-    try: () => readAllText(process.stdin),
+    try: async () => {
+      let text = ""
+      process.stdin.setEncoding("utf8")
+      for await (const chunk of process.stdin) text += chunk
+      return text
+    },
     catch: (error) => invalid(`cannot read stdin: ${errorText(error)}`),
   })
   return yield* Effect.try({
