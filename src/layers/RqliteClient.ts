@@ -3,8 +3,9 @@
  *
  * rqlite speaks SQLite, so the client compiles with the SQLite dialect and the store's SQLite
  * code path serves it unchanged. Every statement is one POST to `/db/request` (the endpoint
- * that takes reads, writes and `RETURNING` alike), sent through `@effect/platform`'s
- * `HttpClient` on undici's fetch over keep-alive connections. rqlite has no interactive
+ * that takes reads, writes and `RETURNING` alike), sent with undici's `request` over
+ * keep-alive connections (undici's fetch, and `@effect/platform`'s HttpClient over it, cost
+ * half the throughput under load). rqlite has no interactive
  * transactions: atomic batches go through `executeAtomic`, which sends them as ONE request
  * with `transaction`. The client is also the store's `SqlExecutor`: statements go straight to
  * the HTTP connection, without the per-statement scope and span of `SqlClient`.
@@ -23,10 +24,6 @@
  *   linearizable too, through the Raft log) when it cannot tell that the server is 8.32+.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import * as HttpClient from "@effect/platform/HttpClient"
-import type * as HttpClientError from "@effect/platform/HttpClientError"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Client from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
@@ -37,6 +34,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Undici from "undici"
 import * as ConnectionString from "../internal/connection.js"
@@ -108,27 +106,14 @@ const defaultTimeout = Duration.seconds(10)
 const makeDispatcher = (timeoutMs: number) =>
   new Undici.Agent({ keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
 
-/**
- * The HTTP client of `layer`: `@effect/platform`'s fetch client on undici's fetch, with
- * keep-alive and the request timeout.
- */
-export const layerHttpClient = (timeout: Duration.DurationInput): Layer.Layer<HttpClient.HttpClient> =>
-  FetchHttpClient.layer.pipe(
-    Layer.provide(
-      Layer.scopedContext(
-        Effect.map(
-          Effect.acquireRelease(
-            Effect.sync(() => makeDispatcher(Math.max(1, Math.round(Duration.toMillis(timeout))))),
-            (dispatcher) => Effect.promise(() => dispatcher.destroy()),
-          ),
-          (dispatcher) =>
-            Context.make(FetchHttpClient.Fetch, Undici.fetch as unknown as typeof globalThis.fetch).pipe(
-              Context.add(FetchHttpClient.RequestInit, { dispatcher } as unknown as globalThis.RequestInit),
-            ),
-        ),
-      ),
-    ),
-  )
+/** What an HTTP exchange returned. */
+interface Answer {
+  readonly status: number
+  readonly body: string
+  readonly location: string | undefined
+}
+
+const redirects = new Set([301, 302, 307, 308])
 
 const fail = (message: string, cause?: unknown) =>
   new SqlError(cause === undefined ? { message } : { message, cause })
@@ -252,6 +237,15 @@ export interface RqliteResult {
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
 
+/** The body as JSON; `undefined` when it is not (e.g. another HTTP server on the port). */
+const parseJson = (body: string): unknown => {
+  try {
+    return JSON.parse(body)
+  } catch {
+    return undefined
+  }
+}
+
 const decodeResults = (body: unknown): Either.Either<ReadonlyArray<RqliteResult>, SqlError> => {
   if (isRecord(body) && typeof body.error === "string") return Either.left(fail(body.error))
   if (isRecord(body) && Array.isArray(body.results) && body.results.every(isRecord)) {
@@ -297,7 +291,7 @@ const errorCode = (cause: unknown): string | undefined => {
 
 export const make = (
   options: RqliteClientConfig,
-): Effect.Effect<RqliteClient, SqlError, HttpClient.HttpClient | Reactivity.Reactivity> =>
+): Effect.Effect<RqliteClient, SqlError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
     const parsed = yield* parseUrl(options.url)
     const config: RqliteClient["config"] = {
@@ -311,12 +305,9 @@ export const make = (
     const origin = base.origin
     const basePath = base.pathname.replace(/\/+$/, "")
 
-    // rqlite answers a write sent to a follower with a redirect to the leader. An HTTP span
-    // and trace header per request would only add cost (about a fifth of a request's CPU).
-    const http = (yield* HttpClient.HttpClient).pipe(
-      HttpClient.followRedirects(3),
-      HttpClient.withTracerDisabledWhen(() => true),
-      HttpClient.withTracerPropagation(false),
+    const dispatcher = yield* Effect.acquireRelease(
+      Effect.sync(() => makeDispatcher(Math.max(1, Math.round(Duration.toMillis(timeout))))),
+      (dispatcher) => Effect.promise(() => dispatcher.destroy()),
     )
     const headers: Record<string, string> = {}
     if (config.username !== undefined || config.password !== undefined) {
@@ -333,21 +324,19 @@ export const make = (
     }
 
     // Errors name the server by its origin only: the request carries the credentials
-    const httpError = (error: HttpClientError.HttpClientError): SqlError => {
-      if (error._tag === "RequestError" && error.reason === "Transport") {
-        const code = errorCode(error.cause)
-        if (code !== undefined && connectErrorCodes.has(code)) {
-          return connectError(`cannot connect to ${origin} (${code})`, error.cause)
-        }
-        if (code !== undefined && timeoutErrorCodes.has(code)) {
-          return fail(
-            `rqlite request to ${origin} timed out after ${Duration.format(timeout)} (a write may still be applied)`,
-            error.cause,
-          )
-        }
+    const transportError = (cause: unknown): SqlError => {
+      const code = errorCode(cause)
+      if (code !== undefined && connectErrorCodes.has(code)) {
+        return connectError(`cannot connect to ${origin} (${code})`, cause)
       }
-      const reason = error.cause instanceof Error ? error.cause.message : error.reason
-      return fail(`rqlite request to ${origin} failed: ${reason}`, error.cause)
+      if (code !== undefined && timeoutErrorCodes.has(code)) {
+        return fail(
+          `rqlite request to ${origin} timed out after ${Duration.format(timeout)} (a write may still be applied)`,
+          cause,
+        )
+      }
+      const reason = cause instanceof Error ? cause.message : String(cause)
+      return fail(`rqlite request to ${origin} failed: ${reason}`, cause)
     }
 
     const statusError = (status: number, body: string): SqlError => {
@@ -358,33 +347,57 @@ export const make = (
       return fail(`rqlite at ${origin} answered HTTP ${status}${detail ? `: ${detail}` : ""}`)
     }
 
+    const postHeaders = { ...headers, "content-type": "application/json" }
+
+    /** One HTTP exchange; rqlite's redirect of a write from a follower to the leader is followed. */
+    const exchange = (
+      method: "GET" | "POST",
+      url: string,
+      body?: string,
+      hops = 0,
+    ): Effect.Effect<Answer, SqlError> =>
+      Effect.flatMap(
+        Effect.tryPromise({
+          try: async (signal): Promise<Answer> => {
+            const response = await Undici.request(url, {
+              method,
+              headers: body === undefined ? headers : postHeaders,
+              body: body ?? null,
+              dispatcher,
+              signal,
+            })
+            const location = response.headers.location
+            return {
+              status: response.statusCode,
+              body: await response.body.text(),
+              location: Array.isArray(location) ? location[0] : location,
+            }
+          },
+          catch: transportError,
+        }),
+        (answer) =>
+          redirects.has(answer.status) && answer.location !== undefined && hops < 3
+            ? exchange(method, new URL(answer.location, url).toString(), body, hops + 1)
+            : Effect.succeed(answer),
+      )
+
     /**
      * `linearizable` where the server knows it (8.32+), else `strong`. Asking also checks
      * early that the server is reachable and takes the credentials.
      */
-    const linearizableLevel = http
-      .execute(
-        HttpClientRequest.get(new URL(`${basePath}/status`, origin).toString()).pipe(
-          HttpClientRequest.setHeaders(headers),
-        ),
-      )
-      .pipe(
-        Effect.flatMap(
-          (response): Effect.Effect<ReadConsistency, SqlError | HttpClientError.ResponseError> => {
-            if (response.status === 401) return Effect.fail(statusError(401, ""))
-            if (response.status !== 200) return Effect.succeed("strong") // e.g. no "status" permission
-            return Effect.map(response.json, (body) =>
-              supportsLinearizable(isRecord(body) && isRecord(body.build) ? body.build.version : undefined)
-                ? "linearizable"
-                : "strong",
-            )
-          },
-        ),
-        Effect.catchTags({
-          RequestError: (error) => Effect.fail(httpError(error)),
-          ResponseError: (error) => Effect.fail(httpError(error)),
-        }),
-      )
+    const linearizableLevel = Effect.flatMap(
+      exchange("GET", new URL(`${basePath}/status`, origin).toString()),
+      (answer): Effect.Effect<ReadConsistency, SqlError> => {
+        if (answer.status === 401) return Effect.fail(statusError(401, ""))
+        if (answer.status !== 200) return Effect.succeed("strong") // e.g. no "status" permission
+        const body = parseJson(answer.body)
+        return Effect.succeed(
+          supportsLinearizable(isRecord(body) && isRecord(body.build) ? body.build.version : undefined)
+            ? "linearizable"
+            : "strong",
+        )
+      },
+    )
 
     const readLevel: ReadConsistency =
       config.level === "linearizable" ? yield* linearizableLevel : config.level
@@ -395,23 +408,16 @@ export const make = (
       if (transaction) url.searchParams.set("transaction", "")
       return url.toString()
     }
-    // built once: URL parsing and header merging are a noticeable part of a request's cost
-    const singleRequest = HttpClientRequest.post(endpoint(false)).pipe(HttpClientRequest.setHeaders(headers))
-    const batchRequest = HttpClientRequest.post(endpoint(true)).pipe(HttpClientRequest.setHeaders(headers))
+    // built once: URL building is a noticeable part of a request's cost
+    const singleEndpoint = endpoint(false)
+    const batchEndpoint = endpoint(true)
 
     /** POSTs the statements (already JSON) and returns one result per statement. */
-    const send = (request: HttpClientRequest.HttpClientRequest, statements: ReadonlyArray<string>) =>
-      http.execute(HttpClientRequest.bodyText(request, `[${statements.join(",")}]`, "application/json")).pipe(
-        Effect.flatMap((response) =>
-          response.status >= 200 && response.status < 300
-            ? response.json
-            : Effect.flatMap(response.text, (body) => Effect.fail(statusError(response.status, body))),
-        ),
-        Effect.catchTags({
-          RequestError: (error) => Effect.fail(httpError(error)),
-          ResponseError: (error) => Effect.fail(httpError(error)),
-        }),
-        Effect.flatMap(decodeResults),
+    const send = (url: string, statements: ReadonlyArray<string>) =>
+      Effect.flatMap(exchange("POST", url, `[${statements.join(",")}]`), (answer) =>
+        answer.status >= 200 && answer.status < 300
+          ? decodeResults(parseJson(answer.body))
+          : Effect.fail(statusError(answer.status, answer.body)),
       )
 
     /** The SQL text as JSON, or why rqlite must not get it; remembered per text (statements repeat). */
@@ -430,7 +436,7 @@ export const make = (
     /** Runs one statement outside any transaction and returns its result. */
     const runEncoded = (statement: Either.Either<string, SqlError>) =>
       Effect.flatMap(statement, (statement) =>
-        send(singleRequest, [statement]).pipe(
+        send(singleEndpoint, [statement]).pipe(
           Effect.flatMap((results) => {
             const result = results[0]
             if (result === undefined) return Effect.fail(fail("rqlite returned no result for the statement"))
@@ -479,7 +485,7 @@ export const make = (
           const [sql, params] = statement.compile()
           encoded.push(yield* Either.flatMap(sqlJson(sql), (json) => encodeStatement(json, params)))
         }
-        const results = yield* send(batchRequest, [...encoded, sentinel])
+        const results = yield* send(batchEndpoint, [...encoded, sentinel])
         const failed = results.findIndex((result) => result.error !== undefined)
         if (failed === -1) {
           if (results.length !== statements.length + 1) {
@@ -549,15 +555,15 @@ export const make = (
     }) as RqliteClient
   })
 
-/** The client, as `SqlClient` too, and its executor, with its own HTTP client and Reactivity. */
+/** The client, as `SqlClient` too, and its executor. */
 export const layer = (
   config: RqliteClientConfig,
 ): Layer.Layer<RqliteClient | Client.SqlClient | SqlExecutor, SqlError> =>
-  Layer.effectContext(
+  Layer.scopedContext(
     Effect.map(make(config), (client) =>
       Context.make(RqliteClient, client).pipe(
         Context.add(Client.SqlClient, client),
         Context.add(SqlExecutor, client.executor),
       ),
     ),
-  ).pipe(Layer.provide([Reactivity.layer, layerHttpClient(config.timeout ?? defaultTimeout)]))
+  ).pipe(Layer.provide(Reactivity.layer))
