@@ -16,16 +16,23 @@ import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
-import { type AtomicStatementError, type Service as Executor, SqlExecutor } from "../layers/SqlExecutor.js"
+import {
+  type AtomicStatementError,
+  type Service as Executor,
+  SqlExecutor,
+  storeError,
+} from "../layers/SqlExecutor.js"
 import {
   InvalidArgumentError,
   type KvRecord,
   type LockStatus,
   Mutation,
   type Page,
-  StoreError,
+  Store,
+  type StoreError,
   type StoreService,
   type StreamAction,
   type StreamRecord,
@@ -33,12 +40,9 @@ import {
   VersionMismatchError,
   type WriteOptions,
 } from "../Store.js"
-import { makeMigrator, versionMismatchMarker } from "./migrations.js"
-
-export interface StoreSqlOptions {
-  /** Run the migrations when the store is made, if the database lacks any (default true). */
-  readonly migrate?: boolean | undefined
-}
+import { makeMigrator } from "./migrations.js"
+import { versionMismatchMarker } from "./storeSchema.js"
+import { Wakeup } from "./wakeup.js"
 
 interface RecordRow {
   readonly key: string
@@ -158,9 +162,7 @@ const decodeKeys = (keys: Iterable<string>) => Effect.forEach(new Set(keys), dec
 const decodeTypeOption = (options: WriteOptions | undefined) =>
   options?.type === undefined ? Effect.succeed(undefined) : decodeType(options.type)
 
-export const make = (
-  options: StoreSqlOptions = {},
-): Effect.Effect<StoreService, StoreError, SqlClient.SqlClient | SqlExecutor> =>
+export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlExecutor | Wakeup> =
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const executor = yield* SqlExecutor
@@ -168,17 +170,12 @@ export const make = (
 
     // --- failures ------------------------------------------------------------------
 
-    const storeError = (operation: string, cause: SqlError) => {
-      const { detail, reason } = executor.explain(cause)
-      return new StoreError({ operation, reason, detail, cause })
-    }
-
     /** Wraps backend failures once, keeping the cause and the client's own words. */
     const run = <A, E>(operation: string, effect: Effect.Effect<A, E | SqlError>) =>
       Effect.catchIf(
         effect,
         (e): e is SqlError => (e as { _tag?: unknown })?._tag === "SqlError",
-        (error) => Effect.fail(storeError(operation, error)),
+        (error) => Effect.fail(storeError(executor, operation, error)),
       ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError>
 
     // --- dialect differences -----------------------------------------------------------
@@ -300,7 +297,7 @@ export const make = (
     const expectVersion = (key: string, version: number) =>
       sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`
 
-    // --- migrations ------------------------------------------------------------------
+    // --- migrations and wake-ups ------------------------------------------------------
 
     const migrator = yield* makeMigrator(executor)
     const init = () =>
@@ -309,17 +306,10 @@ export const make = (
         Effect.catchTag(migrator.run, "AtomicStatementError", (e) => Effect.fail(e.cause)),
       )
 
-    if (options.migrate !== false) {
-      const pending = yield* run("init", migrator.pending)
-      if (pending.length > 0) yield* init()
-    } else if (!(yield* run("open", migrator.initialised))) {
-      return yield* new StoreError({
-        operation: "open",
-        reason: "query",
-        detail: "the database has no effect-kv tables: run `kv init` (or `store.init()`) first",
-        cause: null,
-      })
-    }
+    // every write of a user key appends to the stream: wake this process's consumers
+    const wakeup = yield* Wakeup
+    const written = wakeup.notify("stream")
+    const notifying = <A, E>(write: Effect.Effect<A, E>) => Effect.tap(write, () => written)
 
     // --- mutateAll -------------------------------------------------------------------
 
@@ -417,7 +407,7 @@ export const make = (
       ) {
         return new VersionMismatchError({ key: step.key, expected: 0 })
       }
-      return storeError("mutateAll", error.cause)
+      return storeError(executor, "mutateAll", error)
     }
 
     // --- the service -------------------------------------------------------------------
@@ -486,7 +476,7 @@ export const make = (
               : checkedVersion === 0
                 ? putWrites.create(checkedKey, json, type, created)
                 : putWrites.upsert(checkedKey, json, type, created)
-          return yield* run("put", writeOne(checkedKey, checkedVersion, written))
+          return yield* notifying(run("put", writeOne(checkedKey, checkedVersion, written)))
         }),
 
       patch: (key, version, patch, options) =>
@@ -502,7 +492,7 @@ export const make = (
               : checkedVersion === 0
                 ? patchWrites.create(checkedKey, json, type, created)
                 : patchWrites.upsert(checkedKey, json, type, created)
-          return yield* run("patch", writeOne(checkedKey, checkedVersion, written))
+          return yield* notifying(run("patch", writeOne(checkedKey, checkedVersion, written)))
         }),
 
       delete: (...keys) =>
@@ -521,17 +511,17 @@ export const make = (
                   ),
                   (results) => results.reduce((n, r) => n + r.affected, 0),
                 )
-          return yield* run("delete", deleted)
+          return yield* notifying(run("delete", deleted))
         }),
 
       deletePrefix: (prefix, page) =>
         Effect.flatMap(deletePrefixStatement(prefix, page), (statement) =>
-          run("deletePrefix", executor.affected(statement)),
+          notifying(run("deletePrefix", executor.affected(statement))),
         ),
 
       deleteRange: (from, to, page) =>
         Effect.flatMap(deleteRangeStatement(from, to, page), (statement) =>
-          run("deleteRange", executor.affected(statement)),
+          notifying(run("deleteRange", executor.affected(statement))),
         ),
 
       count: () => run("count", countOf(sql`SELECT COUNT(*) AS n FROM kv_records`)),
@@ -561,13 +551,15 @@ export const make = (
             planMutation(mutation, i, now),
           )).flat()
           const steps = planned.map(([, step]) => step)
-          const results = yield* run(
-            "mutateAll",
-            executor
-              .atomic(planned.map(([statement]) => statement))
-              .pipe(
-                Effect.catchTag("AtomicStatementError", (error) => Effect.fail(batchFailure(steps, error))),
-              ),
+          const results = yield* notifying(
+            run(
+              "mutateAll",
+              executor
+                .atomic(planned.map(([statement]) => statement))
+                .pipe(
+                  Effect.catchTag("AtomicStatementError", (error) => Effect.fail(batchFailure(steps, error))),
+                ),
+            ),
           )
           const counts = mutations.map(() => 0)
           results.forEach((result, i) => {
@@ -651,3 +643,8 @@ export const make = (
     }
     return service
   })
+
+export const layer: Layer.Layer<Store, never, SqlClient.SqlClient | SqlExecutor | Wakeup> = Layer.effect(
+  Store,
+  make,
+)

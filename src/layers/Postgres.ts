@@ -11,7 +11,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
+import * as Wakeup from "../internal/wakeup.js"
 import { InvalidArgumentError, type Store, StoreError } from "../Store.js"
 import * as KvSql from "./Sql.js"
 import { explainGeneric } from "./SqlExecutor.js"
@@ -27,10 +30,27 @@ export interface PostgresConfig {
   readonly connectTimeout?: Duration.DurationInput | undefined
 }
 
-/** A `PgClient` (also as `SqlClient`) on the server, or a `StoreError` saying it cannot be reached. */
+/** A LISTEN that fails is started again, slower and slower; meanwhile waiters poll. */
+const relisten = Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("30 seconds")))
+
+/**
+ * Wake-ups from `LISTEN`: every write's transaction signals with `pg_notify` (see the
+ * migrations), this process's included, on one connection per process (PgClient shares it).
+ */
+const layerWakeup = Layer.effect(
+  Wakeup.Wakeup,
+  Effect.flatMap(PgClient.PgClient, (pg) =>
+    Wakeup.make((channel) => pg.listen(Wakeup.pgChannel(channel)).pipe(Stream.retry(relisten), Stream.orDie)),
+  ),
+)
+
+/**
+ * A `PgClient` (also as `SqlClient`) on the server with its wake-ups, or a `StoreError` saying
+ * it cannot be reached.
+ */
 export const layerClient = (
   config: PostgresConfig,
-): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, StoreError | InvalidArgumentError> =>
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | Wakeup.Wakeup, StoreError | InvalidArgumentError> =>
   Layer.unwrapEffect(
     Effect.map(
       Either.mapLeft(
@@ -44,6 +64,7 @@ export const layerClient = (
           connectTimeout: config.connectTimeout ?? Duration.seconds(5),
           applicationName: "effect-kv",
         }).pipe(
+          (client) => Layer.provideMerge(layerWakeup, client),
           Layer.mapError((cause) => {
             const why = cause._tag === "SqlError" ? explainGeneric(cause).detail : String(cause)
             return new StoreError({

@@ -3,17 +3,21 @@
  * client the application already has (a `PgClient`, a `SqliteClient`, ...), so that the app's
  * own queries and the store share its connections.
  *
- * The statements run on the backend's `SqlExecutor` when the client's layer provides one (the
- * SQLite and rqlite clients of this package do), else on the generic executor of the client:
- * statements through the client, batches in one of its transactions.
+ * Built in this order: the executor and the wake-ups (from the client's layer when it provides
+ * them, as this package's SQLite, PostgreSQL and rqlite layers do; else the generic executor of
+ * the client and in-process wake-ups), then the schema (migrated, or checked), then the
+ * services.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { makeMigrator } from "../internal/migrations.js"
 import * as StoreSql from "../internal/storeSql.js"
-import { Store, type StoreError } from "../Store.js"
-import { fromSqlClient, SqlExecutor } from "./SqlExecutor.js"
+import * as Wakeup from "../internal/wakeup.js"
+import { type Store, StoreError } from "../Store.js"
+import { type AtomicStatementError, fromSqlClient, SqlExecutor, storeError } from "./SqlExecutor.js"
 
 export interface SqlConfig {
   /** Run the migrations when the layer is built, if the database lacks any (default true). */
@@ -21,18 +25,47 @@ export interface SqlConfig {
 }
 
 /** The executor in the context, else the generic one of the `SqlClient`. */
-const executor = Effect.flatMap(Effect.serviceOption(SqlExecutor), (provided) =>
-  Option.match(provided, {
-    onSome: Effect.succeed,
-    onNone: () => Effect.map(SqlClient.SqlClient, fromSqlClient),
-  }),
+const executor = Layer.effect(
+  SqlExecutor,
+  Effect.flatMap(Effect.serviceOption(SqlExecutor), (provided) =>
+    Option.match(provided, {
+      onSome: Effect.succeed,
+      onNone: () => Effect.map(SqlClient.SqlClient, fromSqlClient),
+    }),
+  ),
 )
+
+/** The wake-ups in the context, else in-process ones. */
+const wakeup = Layer.effect(
+  Wakeup.Wakeup,
+  Effect.flatMap(Effect.serviceOption(Wakeup.Wakeup), (provided) =>
+    Option.match(provided, { onSome: Effect.succeed, onNone: () => Wakeup.make() }),
+  ),
+)
+
+/** Applies the missing migrations, or (`migrate: false`) checks that the tables exist. */
+const schema = (config: SqlConfig) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const executor = yield* SqlExecutor
+      const migrator = yield* makeMigrator(executor)
+      const failed = (operation: string) => (error: SqlError | AtomicStatementError) =>
+        Effect.fail(storeError(executor, operation, error))
+      if (config.migrate === false) {
+        if (!(yield* Effect.catchAll(migrator.initialised, failed("open")))) {
+          return yield* new StoreError({
+            operation: "open",
+            reason: "query",
+            detail: "the database has no effect-kv tables: run `kv init` (or `store.init()`) first",
+            cause: null,
+          })
+        }
+      } else if ((yield* Effect.catchAll(migrator.pending, failed("init"))).length > 0) {
+        yield* Effect.catchAll(migrator.run, failed("init"))
+      }
+    }),
+  )
 
 /** `Store` on the `SqlClient` of the context. */
 export const layer = (config: SqlConfig = {}): Layer.Layer<Store, StoreError, SqlClient.SqlClient> =>
-  Layer.effect(
-    Store,
-    Effect.flatMap(executor, (executor) =>
-      Effect.provideService(StoreSql.make({ migrate: config.migrate }), SqlExecutor, executor),
-    ),
-  )
+  StoreSql.layer.pipe(Layer.provide(schema(config)), Layer.provide(Layer.merge(executor, wakeup)))

@@ -15,6 +15,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { StoreError } from "../Store.js"
 
 /** What one statement of a batch produced: its rows (a query or `RETURNING`) and the rows it changed. */
 export interface StatementResult {
@@ -157,3 +158,14 @@ export const layerFromSqlClient: Layer.Layer<SqlExecutor, never, SqlClient.SqlCl
   SqlExecutor,
   Effect.map(SqlClient.SqlClient, fromSqlClient),
 )
+
+/** A failure of `executor` during `operation`, as the store reports it (the client's own words). */
+export const storeError = (
+  executor: Service,
+  operation: string,
+  error: SqlError | AtomicStatementError,
+): StoreError => {
+  const cause = error._tag === "AtomicStatementError" ? error.cause : error
+  const { detail, reason } = executor.explain(cause)
+  return new StoreError({ operation, reason, detail, cause })
+}

@@ -5,11 +5,13 @@
  * The file is opened in WAL mode with a busy timeout, so several processes can share it.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
+import * as Wakeup from "../internal/wakeup.js"
 import { InvalidArgumentError, type Store, StoreError } from "../Store.js"
 import * as KvSql from "./Sql.js"
 import type { SqlExecutor } from "./SqlExecutor.js"
@@ -25,26 +27,65 @@ export interface SqliteConfig {
   readonly migrate?: boolean | undefined
   /** How long a write waits for another process's lock before failing (default 1 second). */
   readonly busyTimeout?: Duration.DurationInput | undefined
+  /**
+   * How often idle runners and consumers check whether another process changed the file
+   * (`PRAGMA data_version`, a cheap read; default 20 ms). This process's own writes wake them
+   * at once.
+   */
+  readonly changeCheckInterval?: Duration.DurationInput | undefined
 }
 
 const location = (filename: string) =>
   Either.mapLeft(ConnectionString.parseSqlite(filename), (message) => new InvalidArgumentError({ message }))
 
-/** The SQLite client (also as `SqlClient`) on the file, with its executor. */
+/**
+ * Wake-ups on a file: this process's writes, and other processes' writes noticed by
+ * `PRAGMA data_version`, which changes when another connection committed.
+ */
+const layerWakeup = (interval: Duration.DurationInput) =>
+  Layer.effect(
+    Wakeup.Wakeup,
+    Effect.gen(function* () {
+      const client = yield* SqliteClient.SqliteClient
+      if (client.config.filename === ":memory:") return yield* Wakeup.make() // no other process can see it
+      const dataVersion = Effect.map(
+        client.executor.rows(client.unsafe<{ data_version: number }>("PRAGMA data_version")),
+        (rows) => rows[0]?.data_version,
+      )
+      return yield* Wakeup.make(() =>
+        Stream.suspend(() => {
+          let last: number | undefined
+          return Wakeup.polled(
+            Effect.map(dataVersion, (version) => {
+              const changed = last !== undefined && version !== last
+              last = version
+              return changed
+            }),
+            interval,
+          )
+        }),
+      )
+    }),
+  )
+
+/** The SQLite client (also as `SqlClient`) on the file, with its executor and wake-ups. */
 export const layerClient = (
   config: SqliteConfig,
 ): Layer.Layer<
-  SqliteClient.SqliteClient | SqlClient.SqlClient | SqlExecutor,
+  SqliteClient.SqliteClient | SqlClient.SqlClient | SqlExecutor | Wakeup.Wakeup,
   StoreError | InvalidArgumentError
 > =>
   Layer.unwrapEffect(
     Effect.map(location(config.filename), (location) =>
-      SqliteClient.layer({
-        filename: location.filename,
-        readonly: location.readonly,
-        fileMustExist: location.mustExist,
-        busyTimeout: config.busyTimeout,
-      }).pipe(
+      layerWakeup(config.changeCheckInterval ?? Duration.millis(20)).pipe(
+        Layer.provideMerge(
+          SqliteClient.layer({
+            filename: location.filename,
+            readonly: location.readonly,
+            fileMustExist: location.mustExist,
+            busyTimeout: config.busyTimeout,
+          }),
+        ),
         Layer.mapError(
           (cause) =>
             new StoreError({ operation: "connect", reason: "connect", detail: cause.message, cause }),

@@ -1,0 +1,202 @@
+/**
+ * The store's tables (migration `0001_store`), per dialect.
+ *
+ * `0001_store` is the schema of databases made before migrations had names, written so that it
+ * can run again on them (IF NOT EXISTS, CREATE OR REPLACE): that is how they upgrade in place.
+ *
+ * - `kv_records`: one row per user key.
+ * - `kv_stream`: one row per mutation of a user key, filled by triggers on `kv_records`.
+ * - `kv_locks`: named locks with an expiry, apart from the user key space.
+ * - `kv_expect`: a write-only view whose trigger fails when a key is not at an expected
+ *   version. It lets a version check abort an atomic batch from inside SQL, which rqlite
+ *   (no interactive transactions) needs; every backend uses it the same way.
+ */
+import type { Migration } from "./migrations.js"
+
+/** The error text that marks a failed version check raised by `kv_expect`. */
+export const versionMismatchMarker = "effect-kv: version mismatch"
+
+const storeSqlite: ReadonlyArray<string> = [
+  `CREATE TABLE IF NOT EXISTS kv_records (
+    key TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created INTEGER NOT NULL
+  ) WITHOUT ROWID`,
+  "CREATE INDEX IF NOT EXISTS kv_records_type ON kv_records (type, key)",
+  // AUTOINCREMENT: a trimmed seq is never handed out again.
+  `CREATE TABLE IF NOT EXISTS kv_stream (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created INTEGER NOT NULL
+  )`,
+  "CREATE INDEX IF NOT EXISTS kv_stream_type ON kv_stream (type, seq)",
+  `CREATE TRIGGER IF NOT EXISTS kv_records_created AFTER INSERT ON kv_records BEGIN
+    INSERT INTO kv_stream (action, key, version, value, type, created)
+    VALUES ('create', NEW.key, NEW.version, NEW.value, NEW.type, NEW.created);
+  END`,
+  `CREATE TRIGGER IF NOT EXISTS kv_records_updated AFTER UPDATE ON kv_records BEGIN
+    INSERT INTO kv_stream (action, key, version, value, type, created)
+    VALUES ('update', NEW.key, NEW.version, NEW.value, NEW.type, NEW.created);
+  END`,
+  `CREATE TRIGGER IF NOT EXISTS kv_records_deleted AFTER DELETE ON kv_records BEGIN
+    INSERT INTO kv_stream (action, key, version, value, type, created)
+    VALUES ('delete', OLD.key, OLD.version, OLD.value, OLD.type, OLD.created);
+  END`,
+  `CREATE TABLE IF NOT EXISTS kv_locks (
+    name TEXT PRIMARY KEY NOT NULL,
+    locked_by TEXT NOT NULL,
+    locked_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID`,
+  "CREATE VIEW IF NOT EXISTS kv_expect (key, version) AS SELECT key, version FROM kv_records WHERE 0",
+  `CREATE TRIGGER IF NOT EXISTS kv_expect_check INSTEAD OF INSERT ON kv_expect BEGIN
+    SELECT RAISE(ABORT, '${versionMismatchMarker}')
+    WHERE CASE WHEN NEW.version = 0
+      THEN EXISTS (SELECT 1 FROM kv_records WHERE key = NEW.key)
+      ELSE NOT EXISTS (SELECT 1 FROM kv_records WHERE key = NEW.key AND version = NEW.version)
+    END;
+  END`,
+  // databases made before named migrations recorded a schema version here
+  "DROP TABLE IF EXISTS kv_schema",
+]
+
+/**
+ * PostgreSQL.
+ *
+ * Stream numbering: a plain sequence would leave gaps on rollback and hand out numbers
+ * in start order, not commit order, so a reader could see seq 12 before seq 11 commits
+ * and skip it for good. Instead, captured rows get their `seq` from a deferred constraint
+ * trigger, i.e. at commit time, from a one-row counter whose row lock is held until the
+ * commit ends. Transactions therefore number their records one after another in commit
+ * order, without gaps: when seq n is visible, every seq below n is already committed.
+ * The counter lock is taken last in a transaction, so it cannot deadlock with row locks.
+ */
+const storePostgres: ReadonlyArray<string> = [
+  `CREATE TABLE IF NOT EXISTS kv_records (
+    key text COLLATE "C" PRIMARY KEY,
+    version bigint NOT NULL,
+    value text NOT NULL,
+    type text NOT NULL,
+    created timestamptz NOT NULL
+  )`,
+  "CREATE INDEX IF NOT EXISTS kv_records_type ON kv_records (type, key)",
+  `CREATE TABLE IF NOT EXISTS kv_stream (
+    id bigserial PRIMARY KEY,
+    seq bigint UNIQUE,
+    tx bigint NOT NULL DEFAULT txid_current(),
+    action text NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    version bigint NOT NULL,
+    value text NOT NULL,
+    type text NOT NULL,
+    created timestamptz NOT NULL
+  )`,
+  "CREATE INDEX IF NOT EXISTS kv_stream_unnumbered ON kv_stream (tx) WHERE seq IS NULL",
+  "CREATE INDEX IF NOT EXISTS kv_stream_type ON kv_stream (type, seq)",
+  `CREATE TABLE IF NOT EXISTS kv_stream_counter (
+    id integer PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL
+  )`,
+  "INSERT INTO kv_stream_counter (id, seq) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+  `CREATE OR REPLACE FUNCTION kv_stream_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      INSERT INTO kv_stream (action, key, version, value, type, created)
+      VALUES ('delete', OLD.key, OLD.version, OLD.value, OLD.type, OLD.created);
+    ELSE
+      INSERT INTO kv_stream (action, key, version, value, type, created)
+      VALUES (CASE TG_OP WHEN 'INSERT' THEN 'create' ELSE 'update' END,
+              NEW.key, NEW.version, NEW.value, NEW.type, NEW.created);
+    END IF;
+    RETURN NULL;
+  END $$`,
+  "DROP TRIGGER IF EXISTS kv_records_stream ON kv_records",
+  `CREATE TRIGGER kv_records_stream AFTER INSERT OR UPDATE OR DELETE ON kv_records
+    FOR EACH ROW EXECUTE FUNCTION kv_stream_capture()`,
+  // Fires at commit once per captured row; the first firing numbers all of them.
+  `CREATE OR REPLACE FUNCTION kv_stream_number() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE
+    pending bigint;
+    last bigint;
+  BEGIN
+    SELECT count(*) INTO pending FROM kv_stream WHERE seq IS NULL AND tx = txid_current();
+    IF pending = 0 THEN
+      RETURN NULL;
+    END IF;
+    UPDATE kv_stream_counter SET seq = seq + pending WHERE id = 1 RETURNING seq INTO last;
+    UPDATE kv_stream AS s SET seq = last - pending + p.n
+    FROM (SELECT id, row_number() OVER (ORDER BY id) AS n
+          FROM kv_stream WHERE seq IS NULL AND tx = txid_current()) AS p
+    WHERE s.id = p.id;
+    RETURN NULL;
+  END $$`,
+  "DROP TRIGGER IF EXISTS kv_stream_number ON kv_stream",
+  `CREATE CONSTRAINT TRIGGER kv_stream_number AFTER INSERT ON kv_stream
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kv_stream_number()`,
+  `CREATE TABLE IF NOT EXISTS kv_locks (
+    name text COLLATE "C" PRIMARY KEY,
+    locked_by text NOT NULL,
+    locked_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+  )`,
+  // RFC 7396 on json (not jsonb) so that member order is kept as SQLite's json_patch
+  // keeps it: target members in place, new members appended in patch order.
+  `CREATE OR REPLACE FUNCTION kv_merge_patch(target json, patch json) RETURNS json
+  LANGUAGE plpgsql IMMUTABLE AS $$
+  DECLARE
+    result json;
+  BEGIN
+    IF json_typeof(patch) IS DISTINCT FROM 'object' THEN
+      RETURN patch;
+    END IF;
+    IF json_typeof(target) IS DISTINCT FROM 'object' THEN
+      target := '{}'::json;
+    END IF;
+    SELECT json_object_agg(m.key, m.value ORDER BY m.position) INTO result
+    FROM (
+      SELECT t.key,
+             CASE WHEN p.value IS NULL THEN t.value ELSE kv_merge_patch(t.value, p.value) END AS value,
+             t.position
+      FROM json_each(target) WITH ORDINALITY AS t(key, value, position)
+      LEFT JOIN json_each(patch) AS p(key, value) ON p.key = t.key
+      WHERE p.value IS NULL OR json_typeof(p.value) <> 'null'
+      UNION ALL
+      SELECT p.key, kv_merge_patch(NULL, p.value), 1000000000 + p.position
+      FROM json_each(patch) WITH ORDINALITY AS p(key, value, position)
+      WHERE json_typeof(p.value) <> 'null'
+        AND NOT EXISTS (SELECT 1 FROM json_each(target) AS t(key, value) WHERE t.key = p.key)
+    ) AS m;
+    RETURN COALESCE(result, '{}'::json);
+  END $$`,
+  `CREATE OR REPLACE VIEW kv_expect AS SELECT key, version FROM kv_records WHERE false`,
+  // FOR UPDATE keeps the checked version until the batch commits.
+  `CREATE OR REPLACE FUNCTION kv_expect_check() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NEW.version = 0 THEN
+      IF EXISTS (SELECT 1 FROM kv_records WHERE key = NEW.key) THEN
+        RAISE EXCEPTION '${versionMismatchMarker}';
+      END IF;
+    ELSE
+      PERFORM 1 FROM kv_records WHERE key = NEW.key AND version = NEW.version FOR UPDATE;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION '${versionMismatchMarker}';
+      END IF;
+    END IF;
+    RETURN NULL;
+  END $$`,
+  "DROP TRIGGER IF EXISTS kv_expect_check ON kv_expect",
+  `CREATE TRIGGER kv_expect_check INSTEAD OF INSERT ON kv_expect
+    FOR EACH ROW EXECUTE FUNCTION kv_expect_check()`,
+  // databases made before named migrations recorded a schema version here
+  "DROP TABLE IF EXISTS kv_schema",
+]
+
+export const storeMigrations: ReadonlyArray<Migration> = [
+  { id: "0001_store", sqlite: storeSqlite, pg: storePostgres },
+]
