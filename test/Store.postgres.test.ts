@@ -1,3 +1,6 @@
+/** The Store suite on PostgreSQL: the backend layer's client + KvSql.layer. */
+import * as Layer from "effect/Layer"
+import { KvSql } from "../src/index.js"
 import * as KvPostgres from "../src/layers/Postgres.js"
 import { storeSuite } from "./Store.suite.js"
 import { createScratchDatabase } from "./support/postgres.js"
@@ -8,6 +11,6 @@ storeSuite(
   layerOnScratch(
     createScratchDatabase,
     (database) => database.drop(),
-    (database) => KvPostgres.layer({ url: database.url }),
+    (database) => KvSql.layer().pipe(Layer.provideMerge(KvPostgres.layerClient({ url: database.url }))),
   ),
 )

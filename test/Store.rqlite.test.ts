@@ -1,3 +1,6 @@
+/** The Store suite on rqlite: the backend layer's client + KvSql.layer. */
+import * as Layer from "effect/Layer"
+import { KvSql } from "../src/index.js"
 import * as KvRqlite from "../src/layers/Rqlite.js"
 import { storeSuite } from "./Store.suite.js"
 import { startRqlite } from "./support/rqlite.js"
@@ -8,6 +11,6 @@ storeSuite(
   layerOnScratch(
     startRqlite,
     (server) => server.stop(),
-    (server) => KvRqlite.layer({ url: server.url }),
+    (server) => KvSql.layer().pipe(Layer.provideMerge(KvRqlite.layerClient({ url: server.url }))),
   ),
 )

@@ -2,9 +2,10 @@
  * The Store conformance suite: the same expectations for every backend.
  *
  * `storeSuite(name, backend)` registers the tests; `backend` must give a fresh, empty
- * database. Tests in one suite share it and run in order, so each works on its own keys
+ * database (and the `SqlClient` on it). Tests in one suite share it and run in order, so each works on its own keys
  * (or measures differences) and the suite ends by deleting everything.
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -27,7 +28,11 @@ class Point {
 
 class User extends Schema.Class<User>("User")({ name: Schema.String, age: Schema.Number }) {}
 
-export const storeSuite = (name: string, backend: Layer.Layer<Store, unknown>) =>
+/**
+ * `backend` provides the store and the `SqlClient` under it (a few tests reach past the store,
+ * e.g. to plant a value no write through the store could make).
+ */
+export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.SqlClient, unknown>) =>
   layer(backend, { timeout: Duration.minutes(1) })(name, (it) => {
     it.effect("init is idempotent and keeps data", () =>
       Effect.gen(function* () {
