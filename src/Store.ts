@@ -2,16 +2,15 @@
  * The `Store` service: a versioned key-value store with a change stream and locks.
  *
  * This module holds the abstract service, its models, mutation constructors and errors.
- * The SQL implementation shared by every backend lives in `internal/storeSql.ts`.
+ * The SQL implementation shared by every backend lives in `internal/storeSql.ts`; typed access
+ * (values through a Schema) in `TypedStore.ts`.
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type { ParseError } from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import * as SchemaAST from "effect/SchemaAST"
 
 // ---------------------------------------------------------------------------
 // Models
@@ -222,73 +221,4 @@ export const typeOf = (value: unknown): string => {
     default:
       return "object"
   }
-}
-
-// ---------------------------------------------------------------------------
-// Typed access
-// ---------------------------------------------------------------------------
-
-/** A record whose value was decoded with a Schema. */
-export interface TypedRecord<A> {
-  readonly key: string
-  readonly version: number
-  readonly value: A
-  readonly type: string
-  readonly created: Date
-}
-
-export interface TypedStore<A> {
-  readonly type: string
-  readonly get: (key: string) => Fails<Option.Option<TypedRecord<A>>, ParseError>
-  readonly put: (
-    key: string,
-    version: number,
-    value: A,
-  ) => Fails<TypedRecord<A>, VersionMismatchError | ParseError>
-  /** Every record of this type, ordered by key. */
-  readonly list: (page?: Page) => Fails<ReadonlyArray<TypedRecord<A>>, ParseError>
-}
-
-/**
- * Binds a Schema (and the type name its records are stored under) to the store.
- * Values are encoded on write and decoded on read; a value that does not decode fails
- * with a `ParseError`. The type name defaults to the schema's identifier.
- */
-export const typed = <A, I>(
-  schema: Schema.Schema<A, I>,
-  typeName?: string,
-): Effect.Effect<TypedStore<A>, never, Store> =>
-  Effect.map(Store, (store) => {
-    const type = typeName ?? schemaName(schema)
-    const decode = Schema.decodeUnknown(schema)
-    const encode = Schema.encode(schema)
-    const decodeRecord = (record: KvRecord) =>
-      Effect.map(decode(record.value), (value): TypedRecord<A> => ({ ...record, value }))
-    const decodeAll = (records: ReadonlyArray<KvRecord>) => Effect.forEach(records, decodeRecord)
-    return {
-      type,
-      get: (key) =>
-        Effect.flatMap(
-          store.get(key),
-          Option.match({
-            onNone: () => Effect.succeedNone,
-            onSome: (record) => Effect.asSome(decodeRecord(record)),
-          }),
-        ),
-      put: (key, version, value) =>
-        encode(value).pipe(
-          Effect.flatMap((encoded) => store.put(key, version, encoded, { type })),
-          Effect.map((record): TypedRecord<A> => ({ ...record, value })),
-        ),
-      list: (page) => Effect.flatMap(store.getType(type, page), decodeAll),
-    }
-  })
-
-const schemaName = (schema: Schema.Schema.Any): string => {
-  const ast = schema.ast
-  const target = SchemaAST.isTransformation(ast) ? ast.to : ast
-  return Option.getOrElse(
-    Option.orElse(SchemaAST.getIdentifierAnnotation(ast), () => SchemaAST.getIdentifierAnnotation(target)),
-    () => "object",
-  )
 }

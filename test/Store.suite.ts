@@ -5,7 +5,7 @@
  * database (and the `SqlClient` on it). Tests in one suite share it and run in order, so each works on its own keys
  * (or measures differences) and the suite ends by deleting everything.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -14,7 +14,9 @@ import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
-import { type KvRecord, Mutation, Store, typed } from "../src/Store.js"
+import { maxDepth } from "../src/Arguments.js"
+import { type KvRecord, Mutation, Store } from "../src/Store.js"
+import { typed } from "../src/TypedStore.js"
 
 const value = (record: Option.Option<KvRecord>) => Option.getOrThrow(record).value
 const keysOf = (records: ReadonlyArray<KvRecord>) => records.map((r) => r.key)
@@ -25,6 +27,9 @@ class Point {
     readonly y: number,
   ) {}
 }
+
+/** An operation expected to fail, for lists of them. */
+type Attempt = Effect.Effect<unknown, { readonly _tag: string; readonly message: string }>
 
 class User extends Schema.Class<User>("User")({ name: Schema.String, age: Schema.Number }) {}
 
@@ -645,6 +650,242 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
         const error = yield* users.get("user/broken").pipe(Effect.flip)
         assert.strictEqual(error._tag, "ParseError")
         assert.isTrue(Option.isNone(yield* users.get("user/none")))
+      }),
+    )
+
+    it.effect("typed access: a name is required; reads see only the type; decode errors name the key", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const unnamed = yield* Effect.flip(typed(Schema.Struct({ a: Schema.Number })))
+        assert.strictEqual(unnamed._tag, "InvalidArgumentError")
+        assert.match(unnamed.message, /needs a type name/)
+        const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number })
+        const points = yield* typed(Point, "TypedPoint")
+        yield* points.put("tp/a", 0, { x: 1, y: 2 })
+        yield* points.put("tp/c", 0, { x: 3, y: 4 })
+        yield* store.put("tp/b", -1, { x: "not a point of this type" }) // type "object"
+        assert.deepStrictEqual(
+          (yield* points.getPrefix("tp/")).map((r) => r.key),
+          ["tp/a", "tp/c"],
+        )
+        assert.deepStrictEqual(
+          (yield* points.getPrefix("tp/", { offset: 1, limit: 1 })).map((r) => r.key),
+          ["tp/c"],
+        )
+        assert.deepStrictEqual([...(yield* points.getBatch(["tp/a", "tp/b", "tp/none"])).keys()], ["tp/a"])
+        assert.isTrue(Option.isNone(yield* points.get("tp/b")))
+        // patch merges, decodes the result, and writes only a value that decodes
+        const moved = yield* points.patch("tp/a", 1, { x: 10 })
+        assert.deepStrictEqual(moved.value, { x: 10, y: 2 })
+        assert.strictEqual(moved.version, 2)
+        const broken = yield* Effect.flip(points.patch("tp/a", -1, { y: null }))
+        assert.strictEqual(broken._tag, "ParseError")
+        assert.include(broken.message, "tp/a")
+        assert.strictEqual(Option.getOrThrow(yield* store.get("tp/a")).version, 2)
+        const stale = yield* Effect.flip(points.patch("tp/a", 1, { x: 0 }))
+        assert.strictEqual(stale._tag, "VersionMismatchError")
+        // the stream of the type, decoded
+        const changes = yield* points.stream(0)
+        assert.deepStrictEqual(
+          changes.map((c) => [c.action, c.record.key, c.record.value.x]),
+          [
+            ["create", "tp/a", 1],
+            ["create", "tp/c", 3],
+            ["update", "tp/a", 10],
+          ],
+        )
+        // one undecodable record of the type fails a list, naming its key, on every read
+        yield* store.put("tp/d", -1, { x: "bad" }, { type: "TypedPoint" })
+        for (const read of [
+          points.list(),
+          points.getPrefix("tp/"),
+          points.getBatch(["tp/d"]),
+          points.stream(0),
+        ]) {
+          const failure = yield* Effect.flip(
+            read as Effect.Effect<unknown, { readonly _tag: string; readonly message: string }>,
+          )
+          assert.strictEqual(failure._tag, "ParseError")
+          assert.include(failure.message, '"tp/d"')
+        }
+        assert.strictEqual(yield* points.delete("tp/a", "tp/c", "tp/d"), 3)
+        yield* store.delete("tp/b")
+      }),
+    )
+
+    // --- one rule on every backend (each of these once differed between backends) ---------
+
+    it.effect("a batch whose write fails at run time is applied not at all", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const sql = yield* SqlClient.SqlClient
+        yield* store.put("atomic/bad", -1, { a: 1 })
+        // a value no write through the store can make: patching it fails inside the database
+        yield* sql`UPDATE kv_records SET value = 'not json' WHERE key = 'atomic/bad'`
+        const seq = yield* store.streamSeq()
+        const count = yield* store.count()
+        const error = yield* store
+          .mutateAll([
+            Mutation.put("atomic/x", -1, 1),
+            Mutation.patch("atomic/bad", -1, { b: 1 }),
+            Mutation.put("atomic/y", -1, 2),
+          ])
+          .pipe(Effect.flip)
+        assert.strictEqual(error._tag, "StoreError")
+        assert.isTrue(Option.isNone(yield* store.get("atomic/x")))
+        assert.isTrue(Option.isNone(yield* store.get("atomic/y")))
+        assert.strictEqual(yield* store.streamSeq(), seq)
+        assert.strictEqual(yield* store.count(), count)
+        // clean up: the planted value and its stream records are not JSON
+        yield* sql`DELETE FROM kv_records WHERE key = 'atomic/bad'`
+        yield* store.streamTrim(yield* store.streamSeq())
+      }),
+    )
+
+    it.effect("values and patches with NUL or lone surrogates are refused everywhere", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        yield* store.put("chars/ok", -1, { a: 1 })
+        const count = yield* store.count()
+        const seq = yield* store.streamSeq()
+        const bad: ReadonlyArray<unknown> = [
+          { é: "nul\u0000" },
+          { "a\u0000b": 2 },
+          { s: "lone \ud800 surrogate" },
+          ["\udc00"],
+          "\u0000",
+        ]
+        for (const value of bad) {
+          const attempts: ReadonlyArray<Attempt> = [
+            store.put("chars/new", -1, value),
+            store.mutateAll([Mutation.put("chars/new", -1, value)]),
+            ...(typeof value === "object" && !Array.isArray(value)
+              ? [store.patch("chars/ok", -1, value), store.mutateAll([Mutation.patch("chars/ok", 1, value)])]
+              : []),
+          ]
+          for (const attempt of attempts) {
+            const error = yield* Effect.flip(attempt)
+            assert.strictEqual(error._tag, "InvalidArgumentError", JSON.stringify(value))
+            assert.match(error.message, /NUL characters or lone surrogates/)
+          }
+        }
+        assert.strictEqual(yield* store.count(), count)
+        assert.strictEqual(yield* store.streamSeq(), seq)
+        assert.deepStrictEqual(value(yield* store.get("chars/ok")), { a: 1 })
+        // strings with other control characters and astral characters are fine
+        const odd = { "\u0001": "tab\there", "😀": "\u001f" }
+        assert.deepStrictEqual((yield* store.patch("chars/ok", -1, odd)).value, { a: 1, ...odd })
+      }),
+    )
+
+    it.effect(`values nested more than ${maxDepth} deep are refused; ${maxDepth} deep merge everywhere`, () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const nested = (depth: number): unknown => (depth === 0 ? 1 : { n: nested(depth - 1) })
+        const count = yield* store.count()
+        for (const attempt of [
+          store.put("deep/a", -1, nested(maxDepth + 1)) as Attempt,
+          store.patch("deep/a", -1, nested(maxDepth + 1)),
+          store.mutateAll([Mutation.put("deep/a", -1, [nested(maxDepth)])]),
+        ]) {
+          const error = yield* Effect.flip(attempt)
+          assert.strictEqual(error._tag, "InvalidArgumentError")
+          assert.match(error.message, new RegExp(`more than ${maxDepth} deep`))
+        }
+        assert.strictEqual(yield* store.count(), count)
+        yield* store.put("deep/a", -1, nested(maxDepth))
+        const merged = yield* store.patch("deep/a", 1, { n: { m: 2 } })
+        assert.deepStrictEqual((merged.value as { n: { m: unknown } }).n.m, 2)
+        const patched = yield* store.patch("deep/b", -1, nested(maxDepth) as object)
+        assert.deepStrictEqual(patched.value, nested(maxDepth))
+      }),
+    )
+
+    it.effect("a patch is an object by its JSON form: a Date is refused", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        for (const attempt of [
+          store.patch("date/a", -1, new Date(0)) as Attempt,
+          store.mutateAll([Mutation.patch("date/a", -1, new Date(0))]),
+        ]) {
+          const error = yield* Effect.flip(attempt)
+          assert.strictEqual(error._tag, "InvalidArgumentError")
+          assert.match(error.message, /a patch must be a JSON object/)
+        }
+        assert.isTrue(Option.isNone(yield* store.get("date/a")))
+        // an object with toJSON is patched with its JSON form
+        const withToJson = { toJSON: () => ({ a: 1 }) }
+        assert.deepStrictEqual((yield* store.patch("date/b", -1, withToJson)).value, { a: 1 })
+      }),
+    )
+
+    it.effect("keys, types and names must be well-formed and at most 1024 bytes", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const count = yield* store.count()
+        const longest = `${"€".repeat(341)}a` // 1,024 bytes of UTF-8
+        const tooLong = `${longest}b`
+        for (const attempt of [
+          store.put("\ud800", -1, 1) as Attempt,
+          store.put("k/\udc00x", -1, 1),
+          store.put(tooLong, -1, 1),
+          store.put("k/type", -1, 1, { type: tooLong }),
+          store.put("k/type", -1, 1, { type: "\ud800" }),
+          store.patch(tooLong, -1, {}),
+          store.mutateAll([Mutation.put(tooLong, -1, 1)]),
+          store.lockAcquire(tooLong, "me", "1 minute"),
+          store.lockAcquire("lock", "\ud800", "1 minute"),
+          store.get("\ud800"),
+        ]) {
+          const error = yield* Effect.flip(attempt)
+          assert.strictEqual(error._tag, "InvalidArgumentError")
+        }
+        assert.strictEqual(yield* store.count(), count)
+        // the longest key with the longest type, and the longest lock name, work everywhere
+        const record = yield* store.put(longest, -1, { a: 1 }, { type: longest })
+        assert.strictEqual(record.key, longest)
+        assert.strictEqual(Option.getOrThrow(yield* store.get(longest)).type, longest)
+        assert.deepStrictEqual(keysOf(yield* store.getType(longest)), [longest])
+        assert.isTrue(yield* store.lockAcquire(longest, longest, "1 minute"))
+        assert.strictEqual(yield* store.delete(longest), 1)
+        // the key "\uFFFD" is its own key, not where a lone surrogate ends up
+        yield* store.put("\uFFFD", -1, "replacement")
+        assert.strictEqual(value(yield* store.get("\uFFFD")), "replacement")
+        assert.strictEqual(yield* store.delete("\uFFFD"), 1)
+      }),
+    )
+
+    it.effect("the records of one multi-row change are in key order in the stream", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        // written in reverse key order, so that the order rows are stored in is not key order
+        const keys = ["order/e", "order/d", "order/c", "order/b", "order/a"]
+        const rewrite = Effect.forEach(keys, (key) => store.put(key, -1, key), { discard: true })
+        for (const [change, expected] of [
+          [store.delete("order/d", "order/b", "order/e", "order/a", "order/c"), ["a", "b", "c", "d", "e"]],
+          [store.deletePrefix("order/"), ["a", "b", "c", "d", "e"]],
+          [store.deleteRange("order/a", "order/z"), ["a", "b", "c", "d", "e"]],
+          [store.deletePrefix("order/", { offset: 1, limit: 3 }), ["b", "c", "d"]],
+          // a batch: statements in batch order, each statement's records in key order
+          [
+            store.mutateAll([
+              Mutation.deleteRange("order/c", "order/z"),
+              Mutation.deletePrefix("order/", { limit: 2 }),
+            ]),
+            ["c", "d", "e", "a", "b"],
+          ],
+        ] as const) {
+          yield* store.deletePrefix("order/")
+          yield* rewrite
+          const before = yield* store.streamSeq()
+          yield* change
+          const records = (yield* store.stream("all", before + 1)).map((r) => `${r.action} ${r.record.key}`)
+          assert.deepStrictEqual(
+            records,
+            expected.map((k) => `delete order/${k}`),
+          )
+        }
+        yield* store.deletePrefix("order/")
       }),
     )
 

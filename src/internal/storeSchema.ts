@@ -197,6 +197,38 @@ const storePostgres: ReadonlyArray<string> = [
   "DROP TABLE IF EXISTS kv_schema",
 ]
 
+/**
+ * PostgreSQL: one stream record per row of a statement in KEY order, as SQLite (and so rqlite)
+ * writes them. Row triggers fire in the order the executor visits the rows (heap order for a
+ * multi-row DELETE), so the same history numbered its records differently per backend.
+ * Statement triggers see all rows of the statement at once (transition tables) and append
+ * them sorted; seq numbers are still given at commit, in `id` order (see 0001_store).
+ */
+const streamKeyOrderPostgres: ReadonlyArray<string> = [
+  `CREATE FUNCTION kv_stream_capture_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      INSERT INTO kv_stream (action, key, version, value, type, created)
+      SELECT 'delete', key, version, value, type, created FROM old_rows ORDER BY key;
+    ELSE
+      INSERT INTO kv_stream (action, key, version, value, type, created)
+      SELECT CASE TG_OP WHEN 'INSERT' THEN 'create' ELSE 'update' END, key, version, value, type, created
+      FROM new_rows ORDER BY key;
+    END IF;
+    RETURN NULL;
+  END $$`,
+  "DROP TRIGGER kv_records_stream ON kv_records",
+  "DROP FUNCTION kv_stream_capture()",
+  // a trigger with a transition table has one event
+  `CREATE TRIGGER kv_records_stream_insert AFTER INSERT ON kv_records REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kv_stream_capture_rows()`,
+  `CREATE TRIGGER kv_records_stream_update AFTER UPDATE ON kv_records REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kv_stream_capture_rows()`,
+  `CREATE TRIGGER kv_records_stream_delete AFTER DELETE ON kv_records REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kv_stream_capture_rows()`,
+]
+
 export const storeMigrations: ReadonlyArray<Migration> = [
   { id: "0001_store", sqlite: storeSqlite, pg: storePostgres },
+  { id: "0002_stream_key_order", sqlite: [], pg: streamKeyOrderPostgres },
 ]
