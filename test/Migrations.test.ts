@@ -8,6 +8,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -123,3 +125,49 @@ const rqliteDatabase = layerOnScratch(
 upgradeSuite("SQLite", sqliteDatabase)
 upgradeSuite("PostgreSQL", postgresDatabase)
 upgradeSuite("rqlite", rqliteDatabase)
+
+describe("migrate: false", () => {
+  const notInitialised = (layer: Layer.Layer<Store, unknown>) =>
+    Effect.gen(function* () {
+      const error = (yield* Effect.flip(Effect.provide(Store, layer))) as { _tag: string; message: string }
+      assert.strictEqual(error._tag, "StoreError")
+      assert.match(error.message, /no effect-kv tables: run `kv init`/)
+    })
+
+  it.effect("on an empty database says to run init, on every backend", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-noinit-"))
+      yield* notInitialised(KvSqlite.layer({ filename: path.join(dir, "empty.db"), migrate: false }))
+      fs.rmSync(dir, { recursive: true, force: true })
+      const database = yield* Effect.promise(createScratchDatabase)
+      yield* notInitialised(KvPostgres.layer({ url: database.url, migrate: false }))
+      yield* Effect.promise(() => database.drop())
+      const server = yield* Effect.promise(startRqlite)
+      yield* notInitialised(KvRqlite.layer({ url: server.url, migrate: false }))
+      yield* Effect.promise(() => server.stop())
+    }),
+  )
+
+  it.effect("layerConfig reads the settings from Config", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-config-"))
+      const layer = KvSqlite.layerConfig({ filename: Config.string("KV_TEST_FILE") }).pipe(
+        Layer.provide(
+          Layer.setConfigProvider(
+            ConfigProvider.fromMap(new Map([["KV_TEST_FILE", path.join(dir, "c.db")]])),
+          ),
+        ),
+      )
+      yield* Effect.gen(function* () {
+        const store = yield* Store
+        yield* store.put("configured", -1, true)
+      }).pipe(Effect.provide(layer))
+      assert.isTrue(fs.existsSync(path.join(dir, "c.db")))
+      const missing = yield* Effect.flip(
+        Effect.provide(Store, KvSqlite.layerConfig({ filename: Config.string("KV_TEST_NOTHING") })),
+      )
+      assert.strictEqual((missing as { _tag: string })._tag, "ConfigError")
+      fs.rmSync(dir, { recursive: true, force: true })
+    }),
+  )
+})
