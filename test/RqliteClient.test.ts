@@ -7,13 +7,17 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import { inject } from "vitest"
+import * as KvRqlite from "../src/layers/Rqlite.js"
 import * as RqliteClient from "../src/layers/RqliteClient.js"
 import { AtomicStatementError } from "../src/layers/SqlExecutor.js"
+import { Store } from "../src/Store.js"
+import { spawnKv, ok as succeeded } from "./Cli.suite.js"
 
 const url = inject("rqliteUrl")
 if (url === undefined) {
@@ -65,6 +69,259 @@ const fakeServer = (respond: (body: string, url: string) => string | undefined) 
         server.close(() => resume(Effect.void))
       }),
   )
+
+/** What a fake node does with a request: answer, close the connection, or never answer. */
+type Reply = { readonly status?: number; readonly body: string } | "drop" | "hang"
+
+/** A fake rqlite node: `reply` decides per request; every request is recorded. */
+const fakeNode = (reply: (request: { url: string; body: string }) => Reply) =>
+  Effect.acquireRelease(
+    Effect.async<{ port: number; requests: Array<{ url: string; body: string }>; server: http.Server }>(
+      (resume) => {
+        const requests: Array<{ url: string; body: string }> = []
+        const server = http.createServer((req, res) => {
+          let body = ""
+          req.on("data", (chunk: Buffer) => {
+            body += chunk.toString()
+          })
+          req.on("end", () => {
+            const request = { url: req.url ?? "", body }
+            requests.push(request)
+            const answer = reply(request)
+            if (answer === "drop") req.socket.destroy()
+            else if (answer !== "hang")
+              res.writeHead(answer.status ?? 200, { "content-type": "application/json" }).end(answer.body)
+          })
+        })
+        server.listen(0, "127.0.0.1", () =>
+          resume(Effect.succeed({ port: (server.address() as AddressInfo).port, requests, server })),
+        )
+      },
+    ),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      }),
+  )
+
+const ok = (values: ReadonlyArray<ReadonlyArray<unknown>> = [[1]]): Reply => ({
+  body: JSON.stringify({ results: [{ columns: ["x"], values }] }),
+})
+const written: Reply = {
+  body: JSON.stringify({ results: [{ rows_affected: 1 }, { columns: ["1"], values: [[1]] }] }),
+}
+const noLeader: Reply = { status: 503, body: "leader not found\n" }
+
+/** A client of `ports` (weak reads: no status request) that runs `f`, with a short failover. */
+const onNodes = <A, E>(
+  ports: ReadonlyArray<number>,
+  f: (client: RqliteClient.RqliteClient) => Effect.Effect<A, E>,
+  failoverTimeout: Duration.DurationInput = "5 seconds",
+) =>
+  Effect.flatMap(RqliteClient.RqliteClient, f).pipe(
+    Effect.provide(
+      RqliteClient.layer({
+        url: `http://admin:Fa1l0ver-secret@${ports.map((port) => `127.0.0.1:${port}`).join(",")}?level=weak`,
+        failoverTimeout,
+      }),
+    ),
+  )
+
+const select = (client: RqliteClient.RqliteClient) => client`SELECT 1 AS x`
+const insert = (client: RqliteClient.RqliteClient) =>
+  client.executeAtomic([client`INSERT INTO t (x) VALUES (${1})`])
+
+describe("RqliteClient failover between nodes", () => {
+  it.live("moves past a node that refuses the connection, and stays on the one that answered", () =>
+    Effect.gen(function* () {
+      const dead = yield* closedPort()
+      const node = yield* fakeNode((request) => (request.url.includes("transaction") ? written : ok()))
+      yield* onNodes([dead, node.port], (client) =>
+        Effect.gen(function* () {
+          assert.deepStrictEqual(yield* select(client), [{ x: 1 }])
+          assert.deepStrictEqual(yield* insert(client), [{ rows: [], affected: 1 }])
+          assert.deepStrictEqual(yield* select(client), [{ x: 1 }])
+        }),
+      )
+      assert.strictEqual(node.requests.length, 3)
+    }).pipe(Effect.scoped),
+  )
+
+  it.live("waits with backoff while the nodes have no leader, then sends the write once", () =>
+    Effect.gen(function* () {
+      let refusals = 4
+      const answer = (request: { url: string }): Reply =>
+        refusals-- > 0 ? noLeader : request.url.includes("transaction") ? written : ok()
+      const a = yield* fakeNode(answer)
+      const b = yield* fakeNode(answer)
+      const result = yield* onNodes([a.port, b.port], insert)
+      assert.deepStrictEqual(result, [{ rows: [], affected: 1 }])
+      const writes = [...a.requests, ...b.requests]
+      // four refusals, then the one write: it moved between both nodes
+      assert.strictEqual(writes.length, 5)
+      assert.isAbove(a.requests.length, 0)
+      assert.isAbove(b.requests.length, 0)
+    }).pipe(Effect.scoped),
+  )
+
+  it.live(
+    "a write whose connection dropped after it was sent is not sent again: its outcome is unknown",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* fakeNode(() => "drop")
+        const b = yield* fakeNode((request) => (request.url.includes("transaction") ? written : ok()))
+        const error = yield* Effect.flip(onNodes([a.port, b.port], insert))
+        assert.isTrue(RqliteClient.isOutcomeUnknown(error))
+        assert.match(
+          error.message,
+          /^the outcome of the write is unknown: http:\/\/127\.0\.0\.1:\d+ dropped the connection/,
+        )
+        assert.match(error.message, /may or may not have been applied/)
+        assert.notInclude(error.message, "Fa1l0ver-secret")
+        assert.strictEqual(a.requests.length, 1)
+        assert.strictEqual(b.requests.length, 0)
+        // the same failure on a read: it is simply asked of the next node
+        assert.deepStrictEqual(yield* onNodes([a.port, b.port], select), [{ x: 1 }])
+        assert.strictEqual(b.requests.length, 1)
+      }).pipe(Effect.scoped),
+  )
+
+  it.live("a write that timed out is not sent again; a read that timed out is", () =>
+    Effect.gen(function* () {
+      const a = yield* fakeNode(() => "hang")
+      const b = yield* fakeNode((request) => (request.url.includes("transaction") ? written : ok()))
+      const client = (f: (client: RqliteClient.RqliteClient) => Effect.Effect<unknown, unknown>) =>
+        Effect.flatMap(RqliteClient.RqliteClient, f).pipe(
+          Effect.provide(
+            RqliteClient.layer({
+              url: `http://127.0.0.1:${a.port},127.0.0.1:${b.port}?level=weak`,
+              timeout: "300 millis",
+            }),
+          ),
+        )
+      const error = yield* Effect.flip(client(insert))
+      assert.isTrue(RqliteClient.isOutcomeUnknown(error))
+      assert.match(String((error as Error).message), /timed out after 300ms/)
+      assert.strictEqual(b.requests.length, 0)
+      yield* client(select)
+      assert.strictEqual(b.requests.length, 1)
+    }).pipe(Effect.scoped),
+  )
+
+  it.live(
+    "rqlite's own answers: 'not leader' is sent elsewhere, 'leadership lost' is an unknown outcome",
+    () =>
+      Effect.gen(function* () {
+        let said = "not leader"
+        const a = yield* fakeNode(() => ({ body: JSON.stringify({ results: [], error: said }) }))
+        const b = yield* fakeNode((request) => (request.url.includes("transaction") ? written : ok()))
+        assert.deepStrictEqual(yield* onNodes([a.port, b.port], insert), [{ rows: [], affected: 1 }])
+        assert.strictEqual(b.requests.length, 1)
+        said = "store not open"
+        yield* onNodes([a.port, b.port], insert)
+        assert.strictEqual(b.requests.length, 2)
+        said = "leadership lost while committing log"
+        const lost = yield* Effect.flip(onNodes([a.port, b.port], insert))
+        assert.isTrue(RqliteClient.isOutcomeUnknown(lost))
+        assert.include(lost.message, "leadership lost while committing log")
+        said =
+          "node failed to process Request on remote node at 127.0.0.1:1: pool get: dial tcp 127.0.0.1:1: connect: connection refused"
+        yield* onNodes([a.port, b.port], insert)
+        said = "node failed to process Request on remote node at 127.0.0.1:1: read protobuf length: EOF"
+        assert.isTrue(RqliteClient.isOutcomeUnknown(yield* Effect.flip(onNodes([a.port, b.port], insert))))
+        assert.strictEqual(b.requests.length, 3)
+      }).pipe(Effect.scoped),
+  )
+
+  it.live("gives up at the deadline, naming every node and what it said, without the password", () =>
+    Effect.gen(function* () {
+      const a = yield* fakeNode(() => noLeader)
+      const dead = yield* closedPort()
+      const started = Date.now()
+      const error = yield* Effect.flip(onNodes([a.port, dead], select, "400 millis"))
+      const elapsed = Date.now() - started
+      assert.isAtLeast(elapsed, 400)
+      assert.isBelow(elapsed, 5000)
+      assert.strictEqual(
+        error.message,
+        `no rqlite node could serve the request within 400ms: http://127.0.0.1:${a.port} (answered HTTP 503: leader not found), ` +
+          `http://127.0.0.1:${dead} (cannot connect (ECONNREFUSED))`,
+      )
+      assert.isAbove(a.requests.length, 1)
+      const store = yield* Effect.flip(
+        Effect.flatMap(Store, (store) => store.count()).pipe(
+          Effect.provide(
+            KvRqlite.layer({
+              url: `http://admin:Fa1l0ver-secret@127.0.0.1:${a.port},127.0.0.1:${dead}?level=weak`,
+              failoverTimeout: "300 millis",
+            }),
+          ),
+        ),
+      )
+      assert.strictEqual(store._tag, "StoreError")
+      if (store._tag === "StoreError") assert.strictEqual(store.reason, "connect")
+      assert.notInclude(inspect(store, { depth: 10 }), "Fa1l0ver-secret")
+    }).pipe(Effect.scoped),
+  )
+
+  it.live("fails at once when no node listens, naming each", () =>
+    Effect.gen(function* () {
+      const [a, b] = [yield* closedPort(), yield* closedPort()]
+      const started = Date.now()
+      const error = yield* Effect.flip(onNodes([a, b], select))
+      assert.isBelow(Date.now() - started, 2000)
+      assert.strictEqual(
+        error.message,
+        `cannot connect to any rqlite node: http://127.0.0.1:${a} (cannot connect (ECONNREFUSED)), ` +
+          `http://127.0.0.1:${b} (cannot connect (ECONNREFUSED))`,
+      )
+    }),
+  )
+
+  it.live("a server that is not rqlite is a clear error, not a failover", () =>
+    Effect.gen(function* () {
+      const web = yield* fakeNode(() => ({ body: "<html>hello</html>" }))
+      const error = yield* Effect.flip(onNodes([web.port], select))
+      assert.match(error.message, /does not answer like rqlite .*is it an rqlite node\?/)
+      assert.strictEqual(web.requests.length, 1)
+    }).pipe(Effect.scoped),
+  )
+
+  it.live("asks the nodes in turn for their version when the first is down", () =>
+    Effect.gen(function* () {
+      const dead = yield* closedPort()
+      const node = yield* fakeNode((request) =>
+        request.url === "/status" ? { body: JSON.stringify({ build: { version: "v8.36.0" } }) } : ok(),
+      )
+      const level = yield* Effect.map(RqliteClient.RqliteClient, (client) => client.readLevel).pipe(
+        Effect.provide(
+          RqliteClient.layer({ urls: [`http://127.0.0.1:${dead}`, `http://127.0.0.1:${node.port}`] }),
+        ),
+      )
+      assert.strictEqual(level, "linearizable")
+    }).pipe(Effect.scoped),
+  )
+})
+
+describe("kv with a host list", () => {
+  it.live("works through the node that answers when the first one is down", () =>
+    Effect.gen(function* () {
+      const dead = yield* closedPort()
+      const live = new URL(url)
+      const connection = `http://${live.username}:${live.password}@127.0.0.1:${dead},${live.host}`
+      const key = `hosts/${randomBytes(4).toString("hex")}`
+      const put = yield* Effect.promise(() =>
+        spawnKv(["put", key, "--type", "rqlite", "--connection", connection], { input: '{"via": "list"}' }),
+      )
+      succeeded(put)
+      const got = yield* Effect.promise(() =>
+        spawnKv(["get", "key", key, "--type", "rqlite", "--connection", connection]),
+      )
+      assert.deepStrictEqual(JSON.parse(succeeded(got)), { via: "list" })
+    }),
+  )
+})
 
 layer(RqliteClient.layer({ url }))("RqliteClient against rqlited", (it) => {
   it.effect("creates, inserts with parameters and selects", () =>
@@ -290,11 +547,16 @@ describe("RqliteClient failures", () => {
       const error = yield* Effect.flip(
         Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`).pipe(
           Effect.provide(
-            RqliteClient.layer({ url: `http://127.0.0.1:${port}`, level: "weak", timeout: "200 millis" }),
+            RqliteClient.layer({
+              url: `http://127.0.0.1:${port}`,
+              level: "weak",
+              timeout: "200 millis",
+              failoverTimeout: "100 millis",
+            }),
           ),
         ),
       )
-      assert.match(error.message, /timed out after 200ms/)
+      assert.match(error.message, /within 100ms: http:\/\/127\.0\.0\.1:\d+ \(timed out after 200ms\)/)
     }).pipe(Effect.scoped),
   )
 
@@ -395,6 +657,46 @@ describe("RqliteClient.parseUrl", () => {
       ["http://admin:secret@host:4001?level=eventual", /invalid rqlite read consistency level "eventual"/],
     ] as const) {
       const error = Either.flip(RqliteClient.parseUrl(input)).pipe(Either.getOrThrow)
+      assert.match(error.message, message)
+      assert.notInclude(error.message, "secret")
+    }
+  })
+
+  it("reads a cluster as a host list or as urls, one node each", () => {
+    const list = Either.getOrThrow(
+      RqliteClient.parseUrl("http://admin:secret@10.0.0.1:4001, 10.0.0.2:4001,10.0.0.3:4001/?level=weak"),
+    )
+    assert.deepStrictEqual(list.nodes, [
+      "http://10.0.0.1:4001",
+      "http://10.0.0.2:4001",
+      "http://10.0.0.3:4001",
+    ])
+    assert.strictEqual(list.level, "weak")
+    const urls = Either.getOrThrow(
+      RqliteClient.parseConfig({
+        urls: [
+          "http://admin:secret@10.0.0.1:4001?level=weak",
+          "http://10.0.0.2:4001",
+          "https://10.0.0.3:4443",
+        ],
+      }),
+    )
+    assert.deepStrictEqual(urls.nodes, [
+      "http://10.0.0.1:4001",
+      "http://10.0.0.2:4001",
+      "https://10.0.0.3:4443",
+    ])
+    assert.strictEqual(urls.username, "admin")
+    assert.strictEqual(Redacted.value(urls.password!), "secret")
+    assert.strictEqual(urls.level, "weak")
+    for (const [config, message] of [
+      [{ urls: ["http://a:secret@h1:4001", "http://a:other@h2:4001"] }, /disagree on the password/],
+      [{ urls: ["http://h1:4001?level=weak", "http://h2:4001?level=none"] }, /disagree on the level/],
+      [{ url: "http://h1:4001", urls: ["http://h2:4001"] }, /either url or urls/],
+      [{ urls: [] }, /give url or urls/],
+      [{ urls: ["http://h1:4001", "ftp://secret@h2"] }, /scheme must be http or https/],
+    ] as const) {
+      const error = Either.flip(RqliteClient.parseConfig(config)).pipe(Either.getOrThrow)
       assert.match(error.message, message)
       assert.notInclude(error.message, "secret")
     }

@@ -174,6 +174,62 @@ export const parseRqlite = (input: Secret): Either.Either<RqliteTarget, string> 
   })
 }
 
+/**
+ * The target of rqlite options: `url` (one node or a host list), or `urls`, one node each
+ * (`["http://admin:secret@h1:4001", "http://h2:4001"]`), whose credentials, level and
+ * parameters must agree where more than one gives them.
+ */
+export const parseRqliteConfig = (options: {
+  readonly url?: Secret | undefined
+  readonly urls?: ReadonlyArray<Secret> | undefined
+}): Either.Either<RqliteTarget, string> => {
+  const { url, urls } = options
+  if (url !== undefined && urls !== undefined) return Either.left("give rqlite either url or urls, not both")
+  if (url !== undefined) return parseRqlite(url)
+  if (urls === undefined || urls.length === 0) return Either.left("no rqlite URL: give url or urls")
+  const targets: Array<RqliteTarget> = []
+  for (const each of urls) {
+    const target = parseRqlite(each)
+    if (Either.isLeft(target)) return target
+    targets.push(target.right)
+  }
+  const agreed = <A>(what: string, values: ReadonlyArray<A | undefined>, same: (a: A, b: A) => boolean) => {
+    const given = values.filter((value): value is A => value !== undefined)
+    return given.every((value) => same(value, given[0]!))
+      ? Either.right(given[0])
+      : Either.left(`the rqlite urls disagree on the ${what}`)
+  }
+  return Either.gen(function* () {
+    const username = yield* agreed(
+      "user",
+      targets.map((t) => t.username),
+      (a, b) => a === b,
+    )
+    const password = yield* agreed(
+      "password",
+      targets.map((t) => t.password),
+      (a, b) => Redacted.value(a) === Redacted.value(b),
+    )
+    const level = yield* agreed(
+      "level",
+      targets.map((t) => t.level),
+      (a, b) => a === b,
+    )
+    const params = yield* agreed(
+      "query parameters",
+      targets.map((t) => (t.params.size > 0 ? t.params : undefined)),
+      (a, b) => a.toString() === b.toString(),
+    )
+    return {
+      nodes: targets.flatMap((t) => t.nodes),
+      params: params ?? new URLSearchParams(),
+      username,
+      password,
+      level,
+    }
+  })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redaction
 // ---------------------------------------------------------------------------------------------
