@@ -8,8 +8,8 @@
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
 // ---------------------------------------------------------------------------
@@ -82,13 +82,14 @@ export class InvalidArgumentError extends Schema.TaggedError<InvalidArgumentErro
 }) {}
 
 /**
- * The backend failed. `reason` says whether the database could not be reached (`connect`) or
- * a statement failed (`query`); `detail` is the client's own description (without passwords);
- * `cause` keeps the driver's error for debugging.
+ * The backend failed. `reason` says whether the database could not be reached (`connect`), a
+ * statement failed (`query`), or a write got no answer and may or may not have been applied
+ * (`unknown-outcome`: read the data back before retrying it); `detail` is the client's own
+ * description (without passwords); `cause` keeps the driver's error for debugging.
  */
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   operation: Schema.String,
-  reason: Schema.Literal("connect", "query"),
+  reason: Schema.Literal("connect", "query", "unknown-outcome"),
   detail: Schema.String,
   cause: Schema.Defect,
 }) {

@@ -180,7 +180,7 @@ describe("StoreError on rqlite", () => {
     }),
   )
 
-  it.live("a write that times out: reason query, and it says the write may have been applied", () =>
+  it.live("a write that times out: reason unknown-outcome, and it says the write may have been applied", () =>
     Effect.acquireUseRelease(
       Effect.promise(async () => {
         const server = await startRqlite()
@@ -195,7 +195,7 @@ describe("StoreError on rqlite", () => {
           const error = yield* Effect.flip(store.put("frozen", -1, 1))
           assert.strictEqual(error._tag, "StoreError")
           if (error._tag !== "StoreError") return
-          assert.strictEqual(error.reason, "query")
+          assert.strictEqual(error.reason, "unknown-outcome")
           assert.match(error.message, /^put failed: /)
           assert.match(error.message, /timed out/)
           assert.match(error.message, /may (still be|or may not have been) applied/)

@@ -38,9 +38,12 @@ export type AtomicRunner = (
   statements: ReadonlyArray<Statement<unknown>>,
 ) => Effect.Effect<ReadonlyArray<StatementResult>, AtomicStatementError | SqlError>
 
-/** Why a statement failed: the database could not be reached, or the statement itself failed. */
+/**
+ * Why a statement failed: the database could not be reached, the statement itself failed, or
+ * a write got no answer and may or may not have been applied.
+ */
 export interface Failure {
-  readonly reason: "connect" | "query"
+  readonly reason: "connect" | "query" | "unknown-outcome"
   /** The client's own description, without passwords. */
   readonly detail: string
 }
