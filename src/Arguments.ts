@@ -73,6 +73,27 @@ export const name = (what: string) => text(what, { empty: false, maxBytes: maxNa
 
 export const Key = name("key")
 
+/** Names separated by commas (`a,b`), each checked like {@link name}; at least one. */
+export const nameList = (what: string) => {
+  const check = ParseResult.decodeUnknownEither(name(what))
+  return Schema.transformOrFail(Schema.String, Schema.Array(Schema.String), {
+    strict: true,
+    decode: (input, _, ast) => {
+      const names = input.split(",").map((part) => part.trim())
+      const problem =
+        input.trim() === ""
+          ? `${what} must name at least one`
+          : names.map((part) => check(part)).find(Either.isLeft)?.left
+      return problem === undefined
+        ? ParseResult.succeed(names)
+        : ParseResult.fail(
+            new ParseResult.Type(ast, input, typeof problem === "string" ? problem : describeIssue(problem)),
+          )
+    },
+    encode: (names) => ParseResult.succeed(names.join(",")),
+  }).annotations({ message: (issue) => ({ message: innermost(issue) ?? `invalid ${what}`, override: true }) })
+}
+
 /** A prefix or range bound: like a key, but it may be empty and has no length limit. */
 export const bound = (what: string) => text(what, { empty: true })
 
@@ -95,6 +116,9 @@ export const Seq = integer("seq", 0, "a non-negative integer")
 
 /** A positive whole number (counts of records, operations, workers, retries). */
 export const positive = (what: string) => integer(what, 1, "a positive integer")
+
+/** Zero or a positive whole number (e.g. how often a task is retried). */
+export const nonNegative = (what: string) => integer(what, 0, "a non-negative integer")
 
 const isPositiveFinite = (duration: Duration.Duration) =>
   Duration.isFinite(duration) && Duration.greaterThan(duration, Duration.zero)
@@ -127,6 +151,26 @@ export const DurationText = Schema.transformOrFail(Schema.String, Schema.Duratio
     }),
   encode: (duration) => ParseResult.succeed(`${Duration.toMillis(duration)}ms`),
 }).annotations({ message: (issue) => ({ message: innermost(issue) ?? "invalid duration", override: true }) })
+
+const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/
+
+/** A point in time as RFC 3339 text with its offset (`2030-01-02T15:04:05Z`, `...+02:00`). */
+export const Timestamp = Schema.transformOrFail(Schema.String, Schema.ValidDateFromSelf, {
+  strict: true,
+  decode: (input, _, ast) => {
+    const date = new Date(input)
+    return rfc3339.test(input) && !Number.isNaN(date.getTime())
+      ? ParseResult.succeed(date)
+      : ParseResult.fail(
+          new ParseResult.Type(
+            ast,
+            input,
+            `invalid time "${input}": expected RFC 3339, e.g. 2030-01-02T15:04:05Z`,
+          ),
+        )
+  },
+  encode: (date) => ParseResult.succeed(date.toISOString()),
+}).annotations({ message: (issue) => ({ message: innermost(issue) ?? "invalid time", override: true }) })
 
 // ---------------------------------------------------------------------------------------------
 // JSON values
@@ -161,7 +205,10 @@ export const jsonText = (value: unknown, what = "the value"): Either.Either<stri
   try {
     json = JSON.stringify(value)
   } catch (error) {
-    return Either.left(`${what} cannot be represented as JSON: ${(error as Error).message}`)
+    // JSON.stringify runs out of stack thousands of levels deep, long after the limit
+    return error instanceof RangeError && /call stack/i.test(error.message)
+      ? Either.left(`${what} nests arrays and objects more than ${maxDepth} deep`)
+      : Either.left(`${what} cannot be represented as JSON: ${(error as Error).message}`)
   }
   if (json === undefined) return Either.left(`${what} cannot be represented as JSON`)
   if (json.includes("\\u") && refusedEscape.test(json)) {

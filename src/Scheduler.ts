@@ -1,0 +1,256 @@
+/**
+ * The `Scheduler` service: one-off tasks scheduled for a time and taken by runners on any
+ * number of processes, each task by one runner at a time.
+ *
+ * This module holds the abstract service, the `Task` model and the task errors. The SQL
+ * implementation shared by every backend lives in `internal/schedulerSql.ts`; the runner that
+ * executes tasks with handlers is `TaskRunner.ts`.
+ *
+ * A task's life: `pending` (due at `scheduledFor`) -> `running` (locked by a runner until
+ * `lockExpiresAt`, extended by heartbeats) -> `completed`, `failed` or `cancelled`. A failed
+ * attempt goes back to `pending` with exponential backoff while `retryCount < maxRetries`. A
+ * running task whose lock expired (its runner died) goes back to `pending` at once, counted as
+ * a failed attempt.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Arg from "./Arguments.js"
+import type { Signal } from "./internal/wakeup.js"
+import { InvalidArgumentError, type StoreError } from "./Store.js"
+
+// ---------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------
+
+export const TaskStatus = Schema.Literal("pending", "running", "completed", "failed", "cancelled")
+export type TaskStatus = typeof TaskStatus.Type
+export const taskStatuses: ReadonlyArray<TaskStatus> = TaskStatus.literals
+
+const optionalDate = Schema.optionalWith(Schema.Date, { exact: true })
+
+// A plain readonly object described by a Schema (which encodes it for the CLI: dates as
+// RFC 3339 strings), like the Store's models: a read builds one per row.
+const TaskSchema = Schema.Struct({
+  id: Schema.String,
+  name: Schema.String,
+  payload: Schema.Unknown,
+  status: TaskStatus,
+  created: Schema.Date,
+  scheduledFor: Schema.Date,
+  startedAt: optionalDate,
+  completedAt: optionalDate,
+  /** Why the last attempt failed (kept after a later success); `null` when none failed. */
+  lastError: Schema.NullOr(Schema.String),
+  /** Failed attempts so far. */
+  retryCount: Schema.Number,
+  /** Failed attempts that are retried; the next failure after that ends the task `failed`. */
+  maxRetries: Schema.Number,
+  timeoutSeconds: Schema.Number,
+  /** The runner holding the task (`running`), or the last one that held it; `null` when none. */
+  lockedBy: Schema.NullOr(Schema.String),
+  lockedAt: optionalDate,
+  /** While `running`: when the lock expires unless its runner extends it. */
+  lockExpiresAt: optionalDate,
+}).annotations({ identifier: "Task" })
+
+export interface Task extends Schema.Schema.Type<typeof TaskSchema> {}
+
+export interface TaskOptions {
+  /** The task id (default: a random UUID). */
+  readonly id?: string | undefined
+  /** When the task becomes due (default: now). */
+  readonly scheduledFor?: Date | undefined
+  /** Due this long from now; instead of `scheduledFor`. */
+  readonly delay?: Duration.DurationInput | undefined
+  /** How many failed attempts are retried (default 3). */
+  readonly maxRetries?: number | undefined
+  /** How long one attempt may run before it is interrupted and counted as failed (default 300 seconds). */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+export const defaultTaskMaxRetries = 3
+export const defaultTaskTimeout = Duration.seconds(300)
+
+const decodeTaskName = Arg.decoder(Arg.name("task name"))
+const decodeTaskId = Arg.decoder(Arg.name("task id"))
+const decodePayload = Arg.decoder(Arg.Value)
+const decodeMaxRetries = Arg.decoder(Arg.nonNegative("max retries"))
+const decodeTimeout = Arg.decoder(Arg.PositiveDuration)
+const decodeDelay = Arg.decoder(Arg.PositiveDuration)
+
+const invalid = (message: string) => new InvalidArgumentError({ message })
+
+/** Times every backend stores: the years 1 to 9999 (NaN is not). */
+const inRange = (millis: number) =>
+  millis >= Date.parse("0001-01-01T00:00:00.000Z") && millis <= Date.parse("9999-12-31T23:59:59.999Z")
+
+/**
+ * A new pending task named `name` (the handler that runs it) with a JSON payload: a random id,
+ * `created` and (unless given) `scheduledFor` now from the `Clock`, 3 retries, 300 seconds.
+ */
+const make = (
+  name: string,
+  payload: unknown,
+  options: TaskOptions = {},
+): Effect.Effect<Task, InvalidArgumentError> =>
+  Effect.gen(function* () {
+    const checkedName = yield* decodeTaskName(name)
+    yield* decodePayload(payload)
+    const id = options.id === undefined ? crypto.randomUUID() : yield* decodeTaskId(options.id)
+    const maxRetries = yield* decodeMaxRetries(options.maxRetries ?? defaultTaskMaxRetries)
+    const timeout = yield* decodeTimeout(options.timeout ?? defaultTaskTimeout)
+    if (options.scheduledFor !== undefined && options.delay !== undefined) {
+      return yield* invalid("give scheduledFor or delay, not both")
+    }
+    if (options.scheduledFor !== undefined && !inRange(options.scheduledFor.getTime())) {
+      return yield* invalid("scheduledFor must be a valid Date between the years 1 and 9999")
+    }
+    const now = yield* Clock.currentTimeMillis
+    const delay = options.delay === undefined ? 0 : Duration.toMillis(yield* decodeDelay(options.delay))
+    return {
+      id,
+      name: checkedName,
+      payload,
+      status: "pending",
+      created: new Date(now),
+      scheduledFor: options.scheduledFor ?? new Date(now + Math.ceil(delay)),
+      lastError: null,
+      retryCount: 0,
+      maxRetries,
+      timeoutSeconds: Duration.toMillis(timeout) / 1000,
+      lockedBy: null,
+    } satisfies Task
+  })
+
+/** The `Task` Schema, and `Task.make` to build a new task. */
+export const Task: Omit<typeof TaskSchema, "make"> & { readonly make: typeof make } = Object.assign(
+  TaskSchema.annotations({}),
+  { make },
+)
+
+/** `offset` absent means 0; `limit` absent or `-1` means no limit. */
+export interface TaskFilter {
+  readonly status?: TaskStatus | undefined
+  readonly name?: string | undefined
+  readonly offset?: number | undefined
+  readonly limit?: number | undefined
+}
+
+/**
+ * How a runner gives a task back:
+ * - `completed`, `cancelled`: final;
+ * - `failed`: a failed attempt (`retryCount + 1`): `pending` again after the backoff while
+ *   retries remain, else `failed`;
+ * - `pending`: not attempted after all (e.g. its runner shuts down): due again at once, not counted.
+ */
+export type ReleaseStatus = "completed" | "failed" | "cancelled" | "pending"
+
+/** What a heartbeat found: the lock was extended, or the task was cancelled meanwhile. */
+export type HeartbeatResult = "running" | "cancelled"
+
+/** The delay before a failed task is retried: `initial`, then doubled per failure, at most `max`. */
+export interface RetryBackoff {
+  /** The delay after the first failure (default 1 minute). */
+  readonly initial?: Duration.DurationInput | undefined
+  /** The longest delay (default 1 hour). */
+  readonly max?: Duration.DurationInput | undefined
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+export class TaskNotFoundError extends Schema.TaggedError<TaskNotFoundError>()("TaskNotFoundError", {
+  id: Schema.String,
+}) {
+  override get message() {
+    return `task "${this.id}" not found`
+  }
+}
+
+/** `create` of a task whose id is taken; nothing was written. */
+export class DuplicateTaskError extends Schema.TaggedError<DuplicateTaskError>()("DuplicateTaskError", {
+  id: Schema.String,
+}) {
+  override get message() {
+    return `a task with id "${this.id}" already exists`
+  }
+}
+
+/**
+ * A runner released or extended a task it does not hold (any more): it finished, was cancelled,
+ * or its lock expired and another runner took it. Nothing was changed.
+ */
+export class TaskNotHeldError extends Schema.TaggedError<TaskNotHeldError>()("TaskNotHeldError", {
+  id: Schema.String,
+  runnerId: Schema.String,
+  /** What the task is now; absent when it does not exist. */
+  status: Schema.optionalWith(TaskStatus, { exact: true }),
+  lockedBy: Schema.NullOr(Schema.String),
+}) {
+  override get message() {
+    const now =
+      this.status === undefined
+        ? "it does not exist"
+        : this.status === "running" && this.lockedBy !== null
+          ? `runner "${this.lockedBy}" holds it`
+          : `it is ${this.status}`
+    return `task "${this.id}" is not held by runner "${this.runnerId}": ${now}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------
+
+type Fails<A, E = never> = Effect.Effect<A, E | InvalidArgumentError | StoreError>
+
+export interface SchedulerService {
+  /** Stores a new task (see `Task.make`); its status is `pending` whatever the object says. */
+  readonly create: (task: Task) => Fails<Task, DuplicateTaskError>
+  readonly get: (id: string) => Fails<Option.Option<Task>>
+  /** Newest first. */
+  readonly list: (filter?: TaskFilter) => Fails<ReadonlyArray<Task>>
+  /** A pending or running task becomes `cancelled` and never runs again; others stay as they are. The task afterwards. */
+  readonly cancel: (id: string) => Fails<Task, TaskNotFoundError>
+  /**
+   * Atomically takes up to `limit` (default 1) due tasks, earliest `scheduledFor` first, of the
+   * given names (default: any): they become `running`, locked by `runnerId` for `lockDuration`.
+   * A task goes to one runner only, whichever process it runs in. Running tasks whose lock
+   * expired are given back (a failed attempt; due at once), for the next `lock` to take.
+   */
+  readonly lock: (
+    runnerId: string,
+    lockDuration: Duration.DurationInput,
+    taskTypes?: ReadonlyArray<string> | undefined,
+    limit?: number | undefined,
+  ) => Fails<ReadonlyArray<Task>>
+  /** Gives a task held by `runnerId` back (see {@link ReleaseStatus}); `error` becomes `lastError`. */
+  readonly release: (
+    id: string,
+    runnerId: string,
+    status: ReleaseStatus,
+    error?: string | undefined,
+  ) => Fails<void, TaskNotHeldError>
+  /** Extends the lock of a task `runnerId` is running to `lockDuration` from now, or says it was cancelled. */
+  readonly heartbeat: (
+    id: string,
+    runnerId: string,
+    lockDuration: Duration.DurationInput,
+  ) => Fails<HeartbeatResult, TaskNotHeldError>
+  /** When the earliest pending task (of the given names; default any) is due; none when there is none. */
+  readonly nextDue: (taskTypes?: ReadonlyArray<string> | undefined) => Fails<Option.Option<Date>>
+  /**
+   * Wake-ups when tasks may have become due (created, given back), until the scope closes:
+   * from this process, and on PostgreSQL (LISTEN) and SQLite files from other processes too.
+   * Only a hint: runners still poll.
+   */
+  readonly wakeups: Effect.Effect<Signal, never, Scope.Scope>
+}
+
+export class Scheduler extends Context.Tag("effect-kv/Scheduler")<Scheduler, SchedulerService>() {}

@@ -1,0 +1,84 @@
+/**
+ * The scheduler's table (migration `0003_tasks`), per dialect.
+ *
+ * `kv_tasks` holds one row per task. `seq` is the insertion order: it breaks ties between
+ * tasks due at the same time and orders `list` (newest first). `lock_token` marks the rows one
+ * `lock` call took, so that the SQLite dialect can read them back in the same transaction (see
+ * `schedulerSql.ts`).
+ *
+ * The partial indexes serve the hot statements: due pending tasks in order (`lock`; SQLite is
+ * told to use it, as its planner would rather sort the tasks of a name), running tasks by lock
+ * expiry (reclaiming). Running tasks are few: the status index finds them by lock token. On PostgreSQL, triggers signal
+ * `effect_kv_tasks` whenever a task is inserted pending or becomes pending again, so idle runners
+ * in every process wake up (PostgreSQL folds the signals of one transaction into one).
+ */
+import type { Migration } from "./migrations.js"
+import { pgChannel } from "./wakeup.js"
+
+const statuses = "'pending', 'running', 'completed', 'failed', 'cancelled'"
+
+const indexes: ReadonlyArray<string> = [
+  `CREATE INDEX kv_tasks_due ON kv_tasks (scheduled_for, seq) WHERE status = 'pending'`,
+  `CREATE INDEX kv_tasks_expiry ON kv_tasks (lock_expires_at) WHERE status = 'running'`,
+  "CREATE INDEX kv_tasks_status ON kv_tasks (status, seq)",
+  "CREATE INDEX kv_tasks_name ON kv_tasks (name, seq)",
+]
+
+const tasksSqlite: ReadonlyArray<string> = [
+  `CREATE TABLE kv_tasks (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN (${statuses})),
+    created INTEGER NOT NULL,
+    scheduled_for INTEGER NOT NULL,
+    started_at INTEGER,
+    completed_at INTEGER,
+    last_error TEXT,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL,
+    timeout_seconds REAL NOT NULL,
+    locked_by TEXT,
+    locked_at INTEGER,
+    lock_expires_at INTEGER,
+    lock_token TEXT
+  )`,
+  ...indexes,
+]
+
+const tasksPostgres: ReadonlyArray<string> = [
+  `CREATE TABLE kv_tasks (
+    seq bigserial PRIMARY KEY,
+    id text COLLATE "C" NOT NULL UNIQUE,
+    name text COLLATE "C" NOT NULL,
+    payload text NOT NULL,
+    status text NOT NULL CHECK (status IN (${statuses})),
+    created timestamptz NOT NULL,
+    scheduled_for timestamptz NOT NULL,
+    started_at timestamptz,
+    completed_at timestamptz,
+    last_error text,
+    retry_count bigint NOT NULL DEFAULT 0,
+    max_retries bigint NOT NULL,
+    timeout_seconds double precision NOT NULL,
+    locked_by text,
+    locked_at timestamptz,
+    lock_expires_at timestamptz,
+    lock_token text
+  )`,
+  ...indexes,
+  `CREATE FUNCTION kv_tasks_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    PERFORM pg_notify('${pgChannel("tasks")}', 'pending');
+    RETURN NULL;
+  END $$`,
+  `CREATE TRIGGER kv_tasks_inserted AFTER INSERT ON kv_tasks
+    FOR EACH ROW WHEN (NEW.status = 'pending') EXECUTE FUNCTION kv_tasks_notify()`,
+  `CREATE TRIGGER kv_tasks_pending AFTER UPDATE OF status ON kv_tasks
+    FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending') EXECUTE FUNCTION kv_tasks_notify()`,
+]
+
+export const schedulerMigrations: ReadonlyArray<Migration> = [
+  { id: "0003_tasks", sqlite: tasksSqlite, pg: tasksPostgres },
+]

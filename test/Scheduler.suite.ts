@@ -1,0 +1,512 @@
+/**
+ * The Scheduler conformance suite: the same expectations for every backend.
+ *
+ * `schedulerSuite(name, backend)` registers the tests; `backend` must give a fresh, empty
+ * database. Tests share it and run in order, so each works on task names of its own (`lock`
+ * takes only those names). Time is the `TestClock`, shared by the tests of a suite (times are
+ * relative to a test's start), so due times, lock expiry and retry backoff are exact.
+ */
+import { assert, layer } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import { Scheduler, Task, type TaskOptions } from "../src/Scheduler.js"
+
+const minute = Duration.toMillis("1 minute")
+
+/** Creates a task named `name` (payload `{ n }`). */
+const create = (name: string, options?: TaskOptions, n = 1) =>
+  Effect.gen(function* () {
+    const scheduler = yield* Scheduler
+    return yield* scheduler.create(yield* Task.make(name, { n }, options))
+  })
+
+const getTask = (id: string) =>
+  Effect.flatMap(Scheduler, (scheduler) => Effect.map(scheduler.get(id), Option.getOrThrow))
+
+const idsOf = (tasks: ReadonlyArray<Task>) => tasks.map((task) => task.id)
+
+export const schedulerSuite = (name: string, backend: Layer.Layer<Scheduler, unknown>) =>
+  layer(backend, { timeout: Duration.minutes(2) })(name, (it) => {
+    it.effect("Task.make fills in the id, the defaults and scheduledFor from the Clock", () =>
+      Effect.gen(function* () {
+        yield* TestClock.adjust("10 seconds")
+        const now = yield* TestClock.currentTimeMillis
+        const task = yield* Task.make("mail", { to: "ada" })
+        assert.match(task.id, /^[0-9a-f-]{36}$/)
+        assert.deepStrictEqual(
+          { ...task, id: "" },
+          {
+            id: "",
+            name: "mail",
+            payload: { to: "ada" },
+            status: "pending",
+            created: new Date(now),
+            scheduledFor: new Date(now),
+            lastError: null,
+            retryCount: 0,
+            maxRetries: 3,
+            timeoutSeconds: 300,
+            lockedBy: null,
+          },
+        )
+        const later = yield* Task.make("mail", 1, {
+          delay: "5 minutes",
+          maxRetries: 0,
+          timeout: "1.5 seconds",
+        })
+        assert.strictEqual(later.scheduledFor.getTime(), now + 5 * minute)
+        assert.strictEqual(later.maxRetries, 0)
+        assert.strictEqual(later.timeoutSeconds, 1.5)
+        const at = new Date("2030-01-02T03:04:05Z")
+        assert.deepStrictEqual(
+          (yield* Task.make("mail", 1, { scheduledFor: at, id: "mine" })).scheduledFor,
+          at,
+        )
+        assert.notStrictEqual((yield* Task.make("mail", 1)).id, task.id)
+      }),
+    )
+
+    it.effect("Task.make and create refuse bad input, and create writes nothing then", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const bad: ReadonlyArray<readonly [string, unknown, TaskOptions?]> = [
+          ["", {}],
+          ["bad", 10n],
+          ["bad", { s: "nul\u0000" }],
+          ["bad", {}, { maxRetries: -1 }],
+          ["bad", {}, { maxRetries: 1.5 }],
+          ["bad", {}, { timeout: 0 }],
+          ["bad", {}, { delay: "-5 seconds" }],
+          ["bad", {}, { delay: "1 minute", scheduledFor: new Date() }],
+          ["bad", {}, { scheduledFor: new Date(Number.NaN) }],
+          ["bad", {}, { scheduledFor: new Date("+010000-01-01T00:00:00Z") }],
+          ["bad", {}, { id: "" }],
+        ]
+        for (const [name, payload, options] of bad) {
+          const error = yield* Effect.flip(Task.make(name, payload, options))
+          assert.strictEqual(error._tag, "InvalidArgumentError", `${name} ${String(payload)}`)
+          assert.isAbove(error.message.length, 0)
+        }
+        const good = yield* Task.make("bad", { ok: true })
+        for (const task of [
+          { ...good, name: "" },
+          { ...good, payload: () => 1 },
+          { ...good, maxRetries: -1 },
+          { ...good, timeoutSeconds: 0 },
+          { ...good, scheduledFor: new Date(Number.NaN) },
+          { ...good, scheduledFor: new Date("-000001-01-01T00:00:00Z") },
+        ]) {
+          assert.strictEqual((yield* Effect.flip(scheduler.create(task)))._tag, "InvalidArgumentError")
+        }
+        assert.deepStrictEqual(yield* scheduler.list({ name: "bad" }), [])
+      }),
+    )
+
+    it.effect("create, then get returns the same task; a duplicate id changes nothing", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        yield* TestClock.adjust("1 hour")
+        const task = yield* Task.make(
+          "crud",
+          { nested: { list: [1, "two", null] } },
+          { id: "crud-1", delay: "1 minute" },
+        )
+        const created = yield* scheduler.create(task)
+        assert.deepStrictEqual(created, task)
+        assert.deepStrictEqual(yield* getTask("crud-1"), task)
+        assert.isTrue(Option.isNone(yield* scheduler.get("crud-missing")))
+        const duplicate = yield* Effect.flip(scheduler.create({ ...task, name: "crud-other", payload: 2 }))
+        assert.strictEqual(duplicate._tag, "DuplicateTaskError")
+        assert.include(duplicate.message, "crud-1")
+        assert.deepStrictEqual(yield* getTask("crud-1"), task)
+        assert.deepStrictEqual(yield* scheduler.list({ name: "crud-other" }), [])
+      }),
+    )
+
+    it.effect("list: newest first, by status and name, with offset and limit", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const made: Array<Task> = []
+        for (let i = 0; i < 5; i++) made.push(yield* create(i % 2 === 0 ? "list-even" : "list-odd", {}, i))
+        yield* scheduler.cancel(made[4]!.id)
+        const newestFirst = [...made].reverse()
+        const even = yield* scheduler.list({ name: "list-even" })
+        assert.deepStrictEqual(idsOf(even), idsOf(newestFirst.filter((t) => t.name === "list-even")))
+        assert.deepStrictEqual(
+          idsOf(yield* scheduler.list({ name: "list-even", status: "pending" })),
+          idsOf([made[2]!, made[0]!]),
+        )
+        assert.deepStrictEqual(
+          idsOf(yield* scheduler.list({ name: "list-even", status: "cancelled" })),
+          idsOf([made[4]!]),
+        )
+        assert.deepStrictEqual(idsOf(yield* scheduler.list({ name: "list-odd", limit: 1 })), [made[3]!.id])
+        assert.deepStrictEqual(idsOf(yield* scheduler.list({ name: "list-even", offset: 1, limit: 1 })), [
+          made[2]!.id,
+        ])
+        assert.deepStrictEqual(idsOf(yield* scheduler.list({ name: "list-even", offset: 3 })), [])
+        const all = yield* scheduler.list()
+        assert.deepStrictEqual(idsOf(all.filter((t) => t.name.startsWith("list-"))), idsOf(newestFirst))
+        for (const filter of [{ offset: -1 }, { limit: -2 }, { status: "done" as never }, { name: "" }]) {
+          assert.strictEqual((yield* Effect.flip(scheduler.list(filter)))._tag, "InvalidArgumentError")
+        }
+      }),
+    )
+
+    it.effect("lock takes the earliest due task first, and never future, cancelled or other-name tasks", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        yield* TestClock.adjust("1 hour")
+        const start = (yield* TestClock.currentTimeMillis) - 60 * minute
+        const later = yield* create("due", { delay: "10 minutes" })
+        const cancelled = yield* create("due", { scheduledFor: new Date(start) })
+        yield* scheduler.cancel(cancelled.id)
+        yield* create("due-other", { scheduledFor: new Date(start) })
+        const second = yield* create("due", { scheduledFor: new Date(start + 20 * minute) })
+        const first = yield* create("due", { scheduledFor: new Date(start + 10 * minute) })
+        const third = yield* create("due") // now: 1 hour
+
+        const t0 = yield* TestClock.currentTimeMillis
+        const [a] = yield* scheduler.lock("runner-1", "1 hour", ["due"])
+        assert.strictEqual(a?.id, first.id)
+        assert.strictEqual(a?.status, "running")
+        assert.strictEqual(a?.lockedBy, "runner-1")
+        assert.deepStrictEqual(a?.startedAt, new Date(t0))
+        assert.deepStrictEqual(a?.lockedAt, new Date(t0))
+        assert.deepStrictEqual(a?.lockExpiresAt, new Date(t0 + 60 * minute))
+        assert.deepStrictEqual(yield* getTask(first.id), a)
+        assert.deepStrictEqual(idsOf(yield* scheduler.lock("runner-1", "1 hour", ["due"], 5)), [
+          second.id,
+          third.id,
+        ])
+        assert.deepStrictEqual(yield* scheduler.lock("runner-2", "1 minute", ["due"], 5), [])
+        assert.deepStrictEqual(yield* scheduler.lock("runner-2", "1 minute", [], 5), [])
+        assert.strictEqual((yield* getTask(later.id)).status, "pending")
+        assert.strictEqual((yield* getTask(cancelled.id)).status, "cancelled")
+
+        yield* TestClock.adjust("10 minutes")
+        const rest = yield* scheduler.lock("runner-2", "1 hour", ["due", "due-other"], 5)
+        assert.deepStrictEqual(rest.map((t) => t.name).sort(), ["due", "due-other"])
+        for (const id of [first.id, second.id, third.id])
+          yield* scheduler.release(id, "runner-1", "completed")
+        for (const task of yield* scheduler.list({ status: "running" })) {
+          if (task.name.startsWith("due")) yield* scheduler.release(task.id, "runner-2", "completed")
+        }
+      }),
+    )
+
+    it.effect("100 due tasks taken by 8 concurrent fibers: each exactly once", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const created = yield* Effect.forEach(
+          Array.from({ length: 100 }, (_, i) => i),
+          (i) => create("concurrent", {}, i),
+        )
+        const takeAll = (runner: string) =>
+          Effect.gen(function* () {
+            const taken: Array<string> = []
+            for (;;) {
+              const tasks = yield* scheduler.lock(runner, "1 hour", ["concurrent"], 3)
+              if (tasks.length === 0) return taken
+              assert.isAtMost(tasks.length, 3)
+              for (const task of tasks) {
+                assert.strictEqual(task.lockedBy, runner)
+                taken.push(task.id)
+              }
+            }
+          })
+        const perFiber = yield* Effect.forEach(
+          Array.from({ length: 8 }, (_, i) => `fiber-${i}`),
+          takeAll,
+          { concurrency: "unbounded" },
+        )
+        const all = perFiber.flat()
+        assert.strictEqual(all.length, 100)
+        assert.deepStrictEqual(new Set(all), new Set(idsOf(created)))
+        for (const [i, ids] of perFiber.entries()) {
+          for (const id of ids) yield* scheduler.release(id, `fiber-${i}`, "completed")
+        }
+        const done = yield* scheduler.list({ name: "concurrent", status: "completed" })
+        assert.strictEqual(done.length, 100)
+      }),
+    )
+
+    it.effect("release: completed and cancelled are final; pending gives the task back uncounted", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const a = yield* create("release")
+        const b = yield* create("release")
+        const c = yield* create("release")
+        const t0 = yield* TestClock.currentTimeMillis
+        const taken = yield* scheduler.lock("r", "1 minute", ["release"], 3)
+        assert.strictEqual(taken.length, 3)
+        yield* TestClock.adjust("5 seconds")
+        yield* scheduler.release(a.id, "r", "completed")
+        yield* scheduler.release(b.id, "r", "cancelled", "not needed")
+        yield* scheduler.release(c.id, "r", "pending", "shutting down")
+
+        const done = yield* getTask(a.id)
+        assert.strictEqual(done.status, "completed")
+        assert.deepStrictEqual(done.completedAt, new Date(t0 + 5000))
+        assert.deepStrictEqual(done.startedAt, new Date(t0))
+        assert.strictEqual(done.lockedBy, "r")
+        assert.isUndefined(done.lockExpiresAt)
+        assert.strictEqual(done.retryCount, 0)
+        assert.isNull(done.lastError)
+
+        const cancelled = yield* getTask(b.id)
+        assert.strictEqual(cancelled.status, "cancelled")
+        assert.strictEqual(cancelled.lastError, "not needed")
+
+        const back = yield* getTask(c.id)
+        assert.strictEqual(back.status, "pending")
+        assert.strictEqual(back.retryCount, 0)
+        assert.isNull(back.lockedBy)
+        assert.isUndefined(back.lockExpiresAt)
+        assert.strictEqual(back.lastError, "shutting down")
+        assert.deepStrictEqual(idsOf(yield* scheduler.lock("r2", "1 minute", ["release"])), [c.id])
+        yield* scheduler.release(c.id, "r2", "completed")
+        assert.deepStrictEqual(yield* scheduler.lock("r", "1 minute", ["release"]), [])
+      }),
+    )
+
+    it.effect(
+      "a failed attempt is retried after 1, 2, 4 ... minutes (at most 1 hour), then fails for good",
+      () =>
+        Effect.gen(function* () {
+          const scheduler = yield* Scheduler
+          const task = yield* create("retry", { maxRetries: 8 })
+          const expectedDelays = [1, 2, 4, 8, 16, 32, 60, 60].map((m) => m * minute)
+          for (const [attempt, delay] of expectedDelays.entries()) {
+            const now = yield* TestClock.currentTimeMillis
+            assert.deepStrictEqual(idsOf(yield* scheduler.lock("r", "1 minute", ["retry"])), [task.id])
+            yield* scheduler.release(task.id, "r", "failed", `failure ${attempt + 1}`)
+            const after = yield* getTask(task.id)
+            assert.strictEqual(after.status, "pending")
+            assert.strictEqual(after.retryCount, attempt + 1)
+            assert.strictEqual(after.lastError, `failure ${attempt + 1}`)
+            assert.strictEqual(after.scheduledFor.getTime(), now + delay)
+            assert.isNull(after.lockedBy)
+            // not due before its time
+            yield* TestClock.adjust(delay - 1)
+            assert.deepStrictEqual(yield* scheduler.lock("r", "1 minute", ["retry"]), [])
+            yield* TestClock.adjust(1)
+          }
+          assert.deepStrictEqual(idsOf(yield* scheduler.lock("r", "1 minute", ["retry"])), [task.id])
+          yield* scheduler.release(task.id, "r", "failed", "last failure")
+          const failed = yield* getTask(task.id)
+          assert.strictEqual(failed.status, "failed")
+          assert.strictEqual(failed.retryCount, 9)
+          assert.strictEqual(failed.lastError, "last failure")
+          assert.deepStrictEqual(failed.completedAt, new Date(yield* TestClock.currentTimeMillis))
+          yield* TestClock.adjust("1 day")
+          assert.deepStrictEqual(yield* scheduler.lock("r", "1 minute", ["retry"]), [])
+        }),
+    )
+
+    it.effect("maxRetries 0: the first failure is final; a long error message is kept, shortened", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const task = yield* create("no-retry", { maxRetries: 0 })
+        yield* scheduler.lock("r", "1 minute", ["no-retry"])
+        yield* scheduler.release(task.id, "r", "failed", `${"x".repeat(10_000)}\u0000\ud800`)
+        const failed = yield* getTask(task.id)
+        assert.strictEqual(failed.status, "failed")
+        assert.strictEqual(failed.retryCount, 1)
+        assert.isAtMost(failed.lastError!.length, 4000)
+        assert.isTrue(failed.lastError!.startsWith("xxx"))
+      }),
+    )
+
+    it.effect(
+      "releasing or extending a task the runner does not hold is a typed error and changes nothing",
+      () =>
+        Effect.gen(function* () {
+          const scheduler = yield* Scheduler
+          const task = yield* create("held")
+          yield* scheduler.lock("alice", "1 minute", ["held"])
+          const before = yield* getTask(task.id)
+          const byBob = yield* Effect.flip(scheduler.release(task.id, "bob", "completed"))
+          assert.strictEqual(byBob._tag, "TaskNotHeldError")
+          if (byBob._tag === "TaskNotHeldError") {
+            assert.strictEqual(byBob.status, "running")
+            assert.strictEqual(byBob.lockedBy, "alice")
+            assert.include(byBob.message, "alice")
+            assert.include(byBob.message, "bob")
+          }
+          assert.strictEqual(
+            (yield* Effect.flip(scheduler.heartbeat(task.id, "bob", "1 hour")))._tag,
+            "TaskNotHeldError",
+          )
+          assert.deepStrictEqual(yield* getTask(task.id), before)
+          yield* scheduler.release(task.id, "alice", "completed")
+          const again = yield* Effect.flip(scheduler.release(task.id, "alice", "failed", "late"))
+          assert.strictEqual(again._tag, "TaskNotHeldError")
+          assert.include(again.message, "completed")
+          const missing = yield* Effect.flip(scheduler.release("held-missing", "alice", "completed"))
+          assert.include(missing.message, "does not exist")
+          assert.strictEqual((yield* getTask(task.id)).status, "completed")
+          assert.strictEqual((yield* getTask(task.id)).retryCount, 0)
+        }),
+    )
+
+    it.effect("an expired lock is taken back: a failed attempt saying the lock expired", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const task = yield* create("expiry")
+        yield* scheduler.lock("dead-runner", "10 seconds", ["expiry"])
+        yield* TestClock.adjust("9 seconds")
+        assert.deepStrictEqual(yield* scheduler.lock("live-runner", "10 seconds", ["expiry"]), [])
+        yield* TestClock.adjust("1 second")
+        // any lock call gives expired tasks back, whatever names it asks for
+        assert.deepStrictEqual(yield* scheduler.lock("live-runner", "10 seconds", ["expiry-none"]), [])
+        const reclaimed = yield* getTask(task.id)
+        assert.strictEqual(reclaimed.status, "pending")
+        assert.strictEqual(reclaimed.retryCount, 1)
+        assert.include(reclaimed.lastError, "lock expired")
+        assert.include(reclaimed.lastError, "dead-runner")
+        assert.isNull(reclaimed.lockedBy)
+        const [retaken] = yield* scheduler.lock("live-runner", "10 seconds", ["expiry"])
+        assert.strictEqual(retaken?.id, task.id)
+        assert.strictEqual(retaken?.lockedBy, "live-runner")
+        const late = yield* Effect.flip(scheduler.release(task.id, "dead-runner", "completed"))
+        assert.strictEqual(late._tag, "TaskNotHeldError")
+        yield* scheduler.release(task.id, "live-runner", "completed")
+        const done = yield* getTask(task.id)
+        assert.strictEqual(done.status, "completed")
+        assert.strictEqual(done.retryCount, 1)
+      }),
+    )
+
+    it.effect("an expired lock without retries left ends the task failed", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const task = yield* create("expiry-final", { maxRetries: 0 })
+        const t0 = yield* TestClock.currentTimeMillis
+        yield* scheduler.lock("dead-runner", "10 seconds", ["expiry-final"])
+        yield* TestClock.adjust("1 minute")
+        assert.deepStrictEqual(yield* scheduler.lock("other", "10 seconds", ["expiry-final"]), [])
+        const failed = yield* getTask(task.id)
+        assert.strictEqual(failed.status, "failed")
+        assert.strictEqual(failed.retryCount, 1)
+        assert.include(failed.lastError, "lock expired")
+        assert.deepStrictEqual(failed.completedAt, new Date(t0 + 60_000))
+      }),
+    )
+
+    it.effect("heartbeat extends the lock; after a cancel it says so", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const task = yield* create("beat")
+        const t0 = yield* TestClock.currentTimeMillis
+        yield* scheduler.lock("r", "10 seconds", ["beat"])
+        yield* TestClock.adjust("8 seconds")
+        assert.strictEqual(yield* scheduler.heartbeat(task.id, "r", "10 seconds"), "running")
+        assert.deepStrictEqual((yield* getTask(task.id)).lockExpiresAt, new Date(t0 + 18_000))
+        yield* TestClock.adjust("8 seconds") // 16s: expired without the heartbeat
+        assert.deepStrictEqual(yield* scheduler.lock("other", "10 seconds", ["beat"]), [])
+        assert.strictEqual((yield* getTask(task.id)).lockedBy, "r")
+        const cancelled = yield* scheduler.cancel(task.id)
+        assert.strictEqual(cancelled.status, "cancelled")
+        assert.strictEqual(yield* scheduler.heartbeat(task.id, "r", "10 seconds"), "cancelled")
+        assert.strictEqual(
+          (yield* Effect.flip(scheduler.release(task.id, "r", "completed")))._tag,
+          "TaskNotHeldError",
+        )
+        assert.strictEqual((yield* getTask(task.id)).status, "cancelled")
+      }),
+    )
+
+    it.effect(
+      "cancel: pending and running tasks are never run again; finished ones stay; unknown ids are not found",
+      () =>
+        Effect.gen(function* () {
+          const scheduler = yield* Scheduler
+          const pending = yield* create("cancel")
+          const running = yield* create("cancel")
+          yield* scheduler.cancel(pending.id)
+          const t0 = yield* TestClock.currentTimeMillis
+          const [taken] = yield* scheduler.lock("r", "10 seconds", ["cancel"])
+          assert.strictEqual(taken?.id, running.id)
+          yield* TestClock.adjust("2 seconds")
+          const cancelled = yield* scheduler.cancel(running.id)
+          assert.strictEqual(cancelled.status, "cancelled")
+          assert.deepStrictEqual(cancelled.completedAt, new Date(t0 + 2000))
+          yield* TestClock.adjust("1 hour") // its lock would have expired: it is not reclaimed
+          assert.deepStrictEqual(yield* scheduler.lock("r", "10 seconds", ["cancel"]), [])
+          assert.strictEqual((yield* getTask(running.id)).status, "cancelled")
+          assert.strictEqual((yield* getTask(running.id)).retryCount, 0)
+          assert.strictEqual((yield* getTask(pending.id)).status, "cancelled")
+
+          const done = yield* create("cancel")
+          yield* scheduler.lock("r", "10 seconds", ["cancel"])
+          yield* scheduler.release(done.id, "r", "completed")
+          assert.strictEqual((yield* scheduler.cancel(done.id)).status, "completed")
+          const missing = yield* Effect.flip(scheduler.cancel("cancel-missing"))
+          assert.strictEqual(missing._tag, "TaskNotFoundError")
+          assert.include(missing.message, "not found")
+        }),
+    )
+
+    it.effect("nextDue: when the earliest pending task of the names is due", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const t0 = yield* TestClock.currentTimeMillis
+        assert.isTrue(Option.isNone(yield* scheduler.nextDue(["next-a", "next-b"])))
+        yield* create("next-a", { delay: "10 minutes" })
+        const soon = yield* create("next-b", { delay: "5 minutes" })
+        yield* create("next-c", { delay: "1 minute" })
+        assert.deepStrictEqual(
+          yield* scheduler.nextDue(["next-a", "next-b"]),
+          Option.some(new Date(t0 + 5 * minute)),
+        )
+        assert.deepStrictEqual(yield* scheduler.nextDue(["next-a"]), Option.some(new Date(t0 + 10 * minute)))
+        assert.isTrue(Option.isNone(yield* scheduler.nextDue([])))
+        yield* scheduler.cancel(soon.id)
+        assert.deepStrictEqual(
+          yield* scheduler.nextDue(["next-a", "next-b"]),
+          Option.some(new Date(t0 + 10 * minute)),
+        )
+      }),
+    )
+
+    it.effect("lock, release and heartbeat refuse bad arguments", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const failures: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string }>> = [
+          scheduler.lock("", "1 minute"),
+          scheduler.lock("r", 0),
+          scheduler.lock("r", "1 minute", [""]),
+          scheduler.lock("r", "1 minute", ["x"], 0),
+          scheduler.release("", "r", "completed"),
+          scheduler.release("x", "r", "done" as never),
+          scheduler.heartbeat("x", "r", -1),
+          scheduler.get(""),
+          scheduler.cancel(""),
+          scheduler.nextDue([""]),
+        ]
+        for (const failure of failures) {
+          assert.strictEqual((yield* Effect.flip(failure))._tag, "InvalidArgumentError")
+        }
+      }),
+    )
+
+    it.scoped("create wakes this process's waiters", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const signal = yield* scheduler.wakeups
+        // without a change, a waiter waits out its timeout (on the TestClock)
+        // (briefly: on a SQLite file, the check for other processes' writes runs on the TestClock too)
+        const idle = yield* Effect.fork(signal.wait("100 millis"))
+        yield* TestClock.adjust("100 millis")
+        assert.isFalse(yield* Fiber.join(idle))
+        const waiting = yield* Effect.fork(signal.wait("1 hour"))
+        yield* create("wake")
+        assert.isTrue(yield* Fiber.join(waiting))
+      }),
+    )
+  })
