@@ -1,0 +1,647 @@
+/**
+ * Stream consumers: a named cursor over the change stream (`streamName`), held by one
+ * instance (`consumerName`) at a time.
+ *
+ * An instance takes the consumer's lock, reads the records after the committed position and
+ * commits what it processed, so that the next read starts after it. Delivery is at least
+ * once: an instance that stops before committing leaves its records to the next one. The
+ * position has a version: a commit names the version it read, and only succeeds while the
+ * instance still holds an unexpired lock, so an instance that lost its lock (or whose
+ * position an operator moved) can never commit over another.
+ *
+ * `Consumer.stream(...)` is the same as an Effect `Stream` (polling with a `Schedule`,
+ * woken at once by writes, refreshing its lock, committing by mode), `Consumer.run` feeds a
+ * handler and commits after it succeeded. The storage (`ConsumerStorage`) is provided by
+ * every backend's layer; its SQL lives in `internal/consumerSql.ts`.
+ */
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Arg from "./Arguments.js"
+import type { Signal } from "./internal/wakeup.js"
+import type { InvalidArgumentError, StoreError, StreamRecord } from "./Store.js"
+
+// ---------------------------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------------------------
+
+/** When `Consumer.stream` commits: after each batch, after each record, or never. */
+export const CommitMode = Schema.Literal("batch", "record", "none")
+export type CommitMode = typeof CommitMode.Type
+
+/** A consumer as stored. `lockedBy` and the lock times are `null` while nobody holds a live lock. */
+export const ConsumerStatus = Schema.Struct({
+  name: Schema.String,
+  /** The last committed seq: the next read starts after it. */
+  position: Schema.Number,
+  /** How often the position changed (commits name the version they read). */
+  version: Schema.Number,
+  lockedBy: Schema.NullOr(Schema.String),
+  lockedAt: Schema.NullOr(Schema.Date),
+  lockExpiresAt: Schema.NullOr(Schema.Date),
+  /** The stream's latest seq when the status was read. */
+  latestSeq: Schema.Number,
+  created: Schema.Date,
+  updated: Schema.Date,
+}).annotations({ identifier: "ConsumerStatus" })
+export interface ConsumerStatus extends Schema.Schema.Type<typeof ConsumerStatus> {}
+
+/** What one `get` returned. */
+export interface ConsumerBatch {
+  /** Whether this instance holds the lock; when not, `records` is empty. */
+  readonly held: boolean
+  /** The committed position the batch was read after. */
+  readonly position: number
+  /** The version of that position; `commit(batch)` only succeeds while it is current. */
+  readonly version: number
+  readonly records: ReadonlyArray<StreamRecord>
+  /**
+   * Every record up to this seq has been read: the last record's seq, or, when the batch was
+   * not full, the stream's latest seq (with `ofType`, records of other types in between were
+   * skipped). `commit(batch)` moves the position here.
+   */
+  readonly through: number
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The records after the consumer's position were trimmed away (`streamTrim`). The consumer
+ * stops here instead of skipping them, until its position is moved past the gap with
+ * `Consumer.commit` (`kv consumer commit`).
+ */
+export class ConsumerGapError extends Schema.TaggedError<ConsumerGapError>()("ConsumerGapError", {
+  streamName: Schema.String,
+  /** The committed position. */
+  position: Schema.Number,
+  /** The first seq still in the stream (the next seq to be written when it is empty). */
+  firstAvailable: Schema.Number,
+}) {
+  override get message() {
+    const missing =
+      this.position + 1 === this.firstAvailable - 1
+        ? `seq ${this.position + 1} was`
+        : `seqs ${this.position + 1} to ${this.firstAvailable - 1} were`
+    return (
+      `consumer "${this.streamName}" is at seq ${this.position}, but ${missing} trimmed from the stream ` +
+      `(the first available is ${this.firstAvailable}); commit past the gap ` +
+      `(kv consumer commit ${this.streamName} ${this.firstAvailable - 1}) to skip them`
+    )
+  }
+}
+
+/** A commit by an instance that does not hold the consumer's lock (any more); nothing changed. */
+export class ConsumerLockLostError extends Schema.TaggedError<ConsumerLockLostError>()(
+  "ConsumerLockLostError",
+  { streamName: Schema.String, consumerName: Schema.String, holder: Schema.NullOr(Schema.String) },
+) {
+  override get message() {
+    const held = this.holder === null ? "nobody holds it" : `it is held by "${this.holder}"`
+    return `consumer "${this.streamName}": "${this.consumerName}" does not hold the lock (${held}); nothing committed`
+  }
+}
+
+/** The position changed since the instance read it (another instance or an operator committed). */
+export class ConsumerMovedError extends Schema.TaggedError<ConsumerMovedError>()("ConsumerMovedError", {
+  streamName: Schema.String,
+  consumerName: Schema.String,
+  expectedVersion: Schema.Number,
+}) {
+  override get message() {
+    return (
+      `consumer "${this.streamName}": the position changed since "${this.consumerName}" read it ` +
+      `(version ${this.expectedVersion}); nothing committed, read again`
+    )
+  }
+}
+
+export type CommitError = ConsumerLockLostError | ConsumerMovedError
+
+// ---------------------------------------------------------------------------------------------
+// Storage: provided by every backend's layer
+// ---------------------------------------------------------------------------------------------
+
+type Fails<A, E = never> = Effect.Effect<A, E | InvalidArgumentError | StoreError>
+
+/** The committed position of a consumer and its version. */
+export interface StoredPosition {
+  readonly position: number
+  readonly version: number
+}
+
+/** A lock taken by `acquire`: the position, and whether the holder already held it (extended). */
+export interface Acquired extends StoredPosition {
+  readonly extended: boolean
+}
+
+/** The records after a consumer's position, read at one instant with the stream's bounds. */
+export interface StreamWindow extends StoredPosition {
+  readonly records: ReadonlyArray<StreamRecord>
+  /** The lowest seq in the stream (trimmed records are gone); `undefined` when it is empty. */
+  readonly firstSeq: number | undefined
+  /** The latest seq ever written (0 when never). */
+  readonly latestSeq: number
+}
+
+/** What a guarded commit did: committed, or nothing because of the lock or the version. */
+export type CommitOutcome =
+  | { readonly _tag: "Committed" }
+  | { readonly _tag: "NotHeld"; readonly holder: string | null }
+  | { readonly _tag: "Moved" }
+
+export interface ConsumerStorageService {
+  /**
+   * Takes the lock of `name` for `holder` (created at position 0 if new) when it is free,
+   * expired or already `holder`'s (then extended); `None` while another holder's lock is live.
+   */
+  readonly acquire: (
+    name: string,
+    holder: string,
+    duration: Duration.DurationInput,
+  ) => Fails<Option.Option<Acquired>>
+  /** Extends the lock while `holder` holds it; `false` when it does not. */
+  readonly extend: (name: string, holder: string, duration: Duration.DurationInput) => Fails<boolean>
+  /** Releases the lock: `holder`'s only, or (`None`) whoever holds it. `true` when it was held. */
+  readonly release: (name: string, holder: Option.Option<string>) => Fails<boolean>
+  /**
+   * Up to `limit` records (`-1`: all) of `ofType` ("all": every type) after `after`, or (`None`)
+   * after the committed position (0 for an unknown consumer).
+   */
+  readonly read: (
+    name: string,
+    after: Option.Option<number>,
+    ofType: string,
+    limit: number,
+  ) => Fails<StreamWindow>
+  /**
+   * Sets the position to `seq` if `holder` holds a live lock and the position is at `version`.
+   * A `seq` beyond the stream's latest is an `InvalidArgumentError`.
+   */
+  readonly commit: (name: string, holder: string, version: number, seq: number) => Fails<CommitOutcome>
+  /** Sets the position to `seq` whoever holds the lock (creates the consumer if new). */
+  readonly move: (name: string, seq: number) => Fails<void>
+  readonly status: (name: string) => Fails<Option.Option<ConsumerStatus>>
+  /** Deletes the consumer (position and lock); `true` when it existed. */
+  readonly delete: (name: string) => Fails<boolean>
+  /** Signals appends to the stream (this process's, and other processes' where the backend can tell). */
+  readonly changes: Effect.Effect<Signal, never, Scope.Scope>
+}
+
+export class ConsumerStorage extends Context.Tag("effect-kv/ConsumerStorage")<
+  ConsumerStorage,
+  ConsumerStorageService
+>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------------------------
+
+const decodeStreamName = Arg.decoder(Arg.name("stream name"))
+const decodeConsumerName = Arg.decoder(Arg.name("consumer name"))
+const decodeOfType = Arg.decoder(Arg.name("type"))
+const decodeBatchSize = Arg.decoder(Arg.positive("batch size"))
+const decodeLimit = Arg.decoder(Arg.Limit)
+const decodeSeq = Arg.decoder(Arg.Seq)
+const decodeDuration = Arg.decoder(Arg.PositiveDuration)
+const decodeCommitMode = Arg.decoder(CommitMode)
+
+// ---------------------------------------------------------------------------------------------
+// An instance
+// ---------------------------------------------------------------------------------------------
+
+export interface ConsumerOptions {
+  /** The consumer: its position and lock. */
+  readonly streamName: string
+  /** This instance: the lock holder. */
+  readonly consumerName: string
+  /** Only records of this type (default "all"); the position still moves over the others. */
+  readonly ofType?: string | undefined
+  /** How long the lock lasts unless extended (default 30 seconds). */
+  readonly lockDuration?: Duration.DurationInput | undefined
+}
+
+/** One instance of a consumer. */
+export interface Consumer {
+  readonly streamName: string
+  readonly consumerName: string
+  readonly ofType: string
+  /**
+   * Acquires or extends the lock and returns up to `batchSize` (default 100) records after the
+   * committed position; an empty batch with `held: false` while another instance holds it.
+   */
+  readonly get: (batchSize?: number) => Fails<ConsumerBatch, ConsumerGapError>
+  /** Commits everything the batch read (`batch.through`); nothing when it moved nothing. */
+  readonly commit: (batch: ConsumerBatch) => Fails<void, CommitError>
+  /**
+   * Commits everything up to `seq`: the next read starts at `seq + 1`. Succeeds only while the
+   * position is the one this instance last read or committed.
+   */
+  readonly commitUpTo: (seq: number) => Fails<void, CommitError>
+  readonly status: Fails<Option.Option<ConsumerStatus>>
+  /** Deletes the consumer: its position and lock. */
+  readonly delete: Fails<boolean>
+  /** Releases the lock if this instance holds it. */
+  readonly unlock: Fails<boolean>
+  /** Extends the lock if this instance holds it (`false`: it does not). */
+  readonly refresh: Fails<boolean>
+}
+
+/** What `Consumer.stream` needs beyond the public instance: reading after its own cursor. */
+interface Instance extends Consumer {
+  readonly lockMillis: number
+  /**
+   * Like `get`, after `after` (`None`: after the committed position), unless the lock was just
+   * taken anew (not extended): then another instance may have moved the position meanwhile, and
+   * the read starts after the committed position.
+   */
+  readonly getAfter: (
+    after: Option.Option<number>,
+    batchSize: number,
+  ) => Fails<ConsumerBatch, ConsumerGapError>
+}
+
+const defaultLockDuration = Duration.seconds(30)
+const defaultBatchSize = 100
+
+/** When this instance extends the lock it holds next; `None`: it does not hold it. */
+type Lease = Option.Option<{ readonly renewAt: number }>
+
+/** A gap when the records right after `after` are gone: below the first kept seq. */
+const gapAfter = (streamName: string, after: number, window: StreamWindow) => {
+  const firstAvailable = window.firstSeq ?? window.latestSeq + 1
+  return after + 1 < firstAvailable
+    ? Effect.fail(new ConsumerGapError({ streamName, position: after, firstAvailable }))
+    : Effect.void
+}
+
+const makeInstance = (
+  options: ConsumerOptions,
+): Effect.Effect<Instance, InvalidArgumentError, ConsumerStorage> =>
+  Effect.gen(function* () {
+    const storage = yield* ConsumerStorage
+    const streamName = yield* decodeStreamName(options.streamName)
+    const consumerName = yield* decodeConsumerName(options.consumerName)
+    const ofType = yield* decodeOfType(options.ofType ?? "all")
+    const lockDuration = yield* decodeDuration(options.lockDuration ?? defaultLockDuration)
+    const lockMillis = Math.ceil(Duration.toMillis(lockDuration))
+    // A held lock is extended once a third of it has passed: reads in between cost no write.
+    // Commits check the lock in the database, so a stale lease can never commit.
+    const lease = yield* Ref.make<Lease>(Option.none())
+    // the position this instance last read or committed, with its version (for `commitUpTo`)
+    const known = yield* Ref.make<StoredPosition>({ position: 0, version: 0 })
+
+    const renewed = (now: number): Lease => Option.some({ renewAt: now + lockMillis / 3 })
+
+    /** Whether this instance holds the lock (still, or anew), taking or extending it when due. */
+    const hold: Effect.Effect<"held" | "taken" | "not-held", InvalidArgumentError | StoreError> = Effect.gen(
+      function* () {
+        const now = yield* Clock.currentTimeMillis
+        const current = yield* Ref.get(lease)
+        if (Option.isSome(current) && now < current.value.renewAt) return "held"
+        const acquired = yield* storage.acquire(streamName, consumerName, lockDuration)
+        yield* Ref.set(lease, Option.isSome(acquired) ? renewed(now) : Option.none())
+        if (Option.isNone(acquired)) return "not-held"
+        return acquired.value.extended && Option.isSome(current) ? "held" : "taken"
+      },
+    )
+
+    const getAfter = (after: Option.Option<number>, batchSize: number) =>
+      Effect.gen(function* () {
+        const limit = yield* decodeBatchSize(batchSize)
+        const holding = yield* hold
+        if (holding === "not-held") {
+          const status = yield* storage.status(streamName)
+          const position = Option.match(status, { onNone: () => 0, onSome: (s) => s.position })
+          const version = Option.match(status, { onNone: () => 0, onSome: (s) => s.version })
+          return { held: false, position, version, records: [], through: position } satisfies ConsumerBatch
+        }
+        const start = holding === "held" ? after : Option.none()
+        const window = yield* storage.read(streamName, start, ofType, limit)
+        const from = Option.getOrElse(start, () => window.position)
+        yield* gapAfter(streamName, from, window)
+        yield* Ref.set(known, { position: window.position, version: window.version })
+        const through =
+          window.records.length < limit ? Math.max(window.latestSeq, from) : window.records.at(-1)!.seq
+        return {
+          held: true,
+          position: window.position,
+          version: window.version,
+          records: window.records,
+          through,
+        } satisfies ConsumerBatch
+      })
+
+    const commitAt = (position: StoredPosition, seq: number) =>
+      Effect.gen(function* () {
+        const checked = yield* decodeSeq(seq)
+        if (checked === position.position) return
+        const outcome = yield* storage.commit(streamName, consumerName, position.version, checked)
+        switch (outcome._tag) {
+          case "Committed":
+            return yield* Ref.set(known, { position: checked, version: position.version + 1 })
+          case "NotHeld":
+            yield* Ref.set(lease, Option.none())
+            return yield* new ConsumerLockLostError({ streamName, consumerName, holder: outcome.holder })
+          case "Moved":
+            return yield* new ConsumerMovedError({
+              streamName,
+              consumerName,
+              expectedVersion: position.version,
+            })
+        }
+      })
+
+    const forgetLease = Ref.set(lease, Option.none())
+
+    return {
+      streamName,
+      consumerName,
+      ofType,
+      lockMillis,
+      getAfter,
+      get: (batchSize = defaultBatchSize) => getAfter(Option.none(), batchSize),
+      commit: (batch) => (batch.held ? commitAt(batch, batch.through) : Effect.void),
+      commitUpTo: (seq) => Effect.flatMap(Ref.get(known), (position) => commitAt(position, seq)),
+      status: storage.status(streamName),
+      delete: Effect.zipLeft(storage.delete(streamName), forgetLease),
+      unlock: Effect.zipLeft(storage.release(streamName, Option.some(consumerName)), forgetLease),
+      refresh: Effect.gen(function* () {
+        if (Option.isNone(yield* Ref.get(lease))) return false
+        const now = yield* Clock.currentTimeMillis
+        const extended = yield* storage.extend(streamName, consumerName, lockDuration)
+        yield* Ref.set(lease, extended ? renewed(now) : Option.none())
+        return extended
+      }),
+    } satisfies Instance
+  })
+
+/** An instance (`consumerName`) of the consumer `streamName`. */
+export const make = (
+  options: ConsumerOptions,
+): Effect.Effect<Consumer, InvalidArgumentError, ConsumerStorage> => makeInstance(options)
+
+// ---------------------------------------------------------------------------------------------
+// As a Stream
+// ---------------------------------------------------------------------------------------------
+
+export interface StreamOptions extends ConsumerOptions {
+  /**
+   * `batch` (default): a batch is committed when the next one is pulled, i.e. after the stream's
+   * consumer processed all of it; `record`: each record when the next is pulled; `none`: never
+   * (the stream keeps its place in memory only, and starts again from the committed position
+   * when it had to take the lock anew).
+   */
+  readonly commitMode?: CommitMode | undefined
+  /** Records per read (default 100). */
+  readonly batchSize?: number | undefined
+  /**
+   * The longest an idle consumer waits between reads (default 500 ms). Writes wake it at once
+   * where the backend can tell (this process's writes; other processes' on PostgreSQL and
+   * SQLite); on rqlite, other processes' writes are found by polling: the wait starts at 10 ms
+   * after the last record and doubles up to this interval.
+   */
+  readonly pollInterval?: Duration.DurationInput | undefined
+  /** The longest wait between attempts to take a lock another instance holds (default 5 s). */
+  readonly standbyInterval?: Duration.DurationInput | undefined
+}
+
+export const defaultPollInterval = Duration.millis(500)
+const defaultStandbyInterval = Duration.seconds(5)
+const firstPoll = Duration.millis(10)
+
+/** Backoff for a failing database: logged and retried, never ending the stream. */
+const storeRetry = Schedule.exponential("100 millis").pipe(
+  Schedule.union(Schedule.spaced("30 seconds")),
+  Schedule.jittered,
+)
+
+/**
+ * The delays of `schedule` as its output, without sleeping: the consumer spends them waiting
+ * for a wake-up instead.
+ */
+const delaysOf = <Out>(schedule: Schedule.Schedule<Out>) =>
+  schedule.pipe(
+    Schedule.delays,
+    Schedule.modifyDelay(() => Duration.zero),
+  )
+
+/** Exponential from `first`, doubling, capped at `max`. */
+const backoff = (first: Duration.DurationInput, max: Duration.Duration) =>
+  Schedule.exponential(first, 2).pipe(Schedule.union(Schedule.spaced(max)))
+
+/** The next delay of a driver of `delaysOf` (its schedules never end: else `max`). */
+const nextDelay = (driver: Schedule.ScheduleDriver<Duration.Duration>, max: Duration.Duration) =>
+  Effect.orElseSucceed(driver.next(undefined), () => max)
+
+const isStoreError = (error: unknown): error is StoreError =>
+  (error as { _tag?: unknown } | null)?._tag === "StoreError"
+
+/**
+ * The consumer's records as a Stream, for as long as it is pulled: the lock is taken (waiting,
+ * with backoff, while another instance holds it), extended in the background and released
+ * when the stream ends or is interrupted. Idle, it waits for a write (see `pollInterval`).
+ * Commits follow `commitMode`: a chunk (one batch, or one record in `record` mode) is
+ * committed when the next chunk is pulled, so a record whose processing failed or was
+ * interrupted is delivered again (at least once). A failing database is logged and retried;
+ * a trimmed gap fails the stream with `ConsumerGapError`.
+ */
+export const stream = (
+  options: StreamOptions,
+): Stream.Stream<StreamRecord, ConsumerGapError | InvalidArgumentError | StoreError, ConsumerStorage> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const storage = yield* ConsumerStorage
+      const consumer = yield* makeInstance(options)
+      const mode = yield* decodeCommitMode(options.commitMode ?? "batch")
+      const batchSize = yield* decodeBatchSize(options.batchSize ?? defaultBatchSize)
+      const pollInterval = yield* decodeDuration(options.pollInterval ?? defaultPollInterval)
+      const standbyInterval = yield* decodeDuration(options.standbyInterval ?? defaultStandbyInterval)
+
+      const changes = yield* storage.changes
+      yield* Effect.addFinalizer(() =>
+        consumer.unlock.pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("releasing the lock failed", cause)),
+        ),
+      )
+      // extends the lock while the records of a batch are processed (a no-op while not held)
+      yield* Effect.forkScoped(
+        consumer.refresh.pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("extending the lock failed", cause)),
+          Effect.repeat(Schedule.spaced(Duration.millis(consumer.lockMillis / 3))),
+        ),
+      )
+      const idle = yield* Schedule.driver(
+        delaysOf(backoff(Duration.min(firstPoll, pollInterval), pollInterval)),
+      )
+      const standby = yield* Schedule.driver(
+        delaysOf(
+          backoff(Duration.min(pollInterval, standbyInterval), standbyInterval).pipe(Schedule.jittered),
+        ),
+      )
+
+      // `cursor`: the last seq delivered (None: start at the committed position);
+      // `pending`: the seq to commit when the next chunk is pulled; `queue`: records of the
+      // current batch not yet delivered (record mode), `queueThrough` that batch's end.
+      let cursor: Option.Option<number> = Option.none()
+      let pending: number | undefined
+      let queue: Array<StreamRecord> = []
+      let queueThrough = 0
+
+      /** Starts again from the committed position (the lock or the position changed under us). */
+      const restart = (error: CommitError) =>
+        Effect.sync(() => {
+          cursor = Option.none()
+          queue = []
+        }).pipe(Effect.zipRight(Effect.logWarning(error.message)))
+
+      const commitPending = Effect.suspend(() =>
+        pending === undefined
+          ? Effect.void
+          : consumer.commitUpTo(pending).pipe(
+              Effect.catchTags({ ConsumerLockLostError: restart, ConsumerMovedError: restart }),
+              Effect.zipRight(
+                Effect.sync(() => {
+                  pending = undefined
+                }),
+              ),
+            ),
+      )
+
+      /** Delivers the next record of the queue (record mode). */
+      const nextOfQueue = Effect.sync(() => {
+        const record = queue.shift()!
+        const through = queue.length === 0 ? Math.max(record.seq, queueThrough) : record.seq
+        pending = through
+        cursor = Option.some(through)
+        return Chunk.of(record)
+      })
+
+      /** Reads until there are records, waiting while idle or while another instance holds the lock. */
+      const nextBatch: Effect.Effect<
+        Chunk.Chunk<StreamRecord>,
+        ConsumerGapError | InvalidArgumentError | StoreError
+      > = Effect.gen(function* () {
+        for (;;) {
+          const batch = yield* consumer.getAfter(cursor, batchSize)
+          if (!batch.held) {
+            cursor = Option.none()
+            yield* idle.reset
+            yield* Effect.sleep(yield* nextDelay(standby, standbyInterval))
+            continue
+          }
+          yield* standby.reset
+          if (batch.records.length === 0) {
+            cursor = Option.some(batch.through)
+            // records of other types moved the end: keep the position up with it
+            if (mode !== "none" && batch.through > batch.position) {
+              pending = batch.through
+              yield* commitPending
+            }
+            yield* changes.wait(yield* nextDelay(idle, pollInterval))
+            continue
+          }
+          yield* idle.reset
+          if (mode === "record") {
+            queue = [...batch.records]
+            queueThrough = batch.through
+            return yield* nextOfQueue
+          }
+          if (mode === "batch") pending = batch.through
+          cursor = Option.some(batch.through)
+          return Chunk.unsafeFromArray(batch.records as Array<StreamRecord>)
+        }
+      })
+
+      const pull = Effect.suspend(() =>
+        Effect.zipRight(commitPending, queue.length > 0 ? nextOfQueue : nextBatch),
+      ).pipe(
+        Effect.tapError((error) =>
+          isStoreError(error)
+            ? Effect.logWarning(`consumer "${consumer.streamName}": ${error.message}`)
+            : Effect.void,
+        ),
+        Effect.retry({ schedule: storeRetry, while: isStoreError }),
+      )
+
+      return Stream.repeatEffectChunk(pull)
+    }),
+  )
+
+/**
+ * Feeds every record to `handler`, one at a time, and commits (by `commitMode`: after each
+ * batch, default, or each record) only after the handler succeeded for it: at least once.
+ * Runs until interrupted, or until the handler fails (with its error; the records it did not
+ * finish are delivered again to the next instance).
+ */
+export const run = <E, R>(
+  options: StreamOptions,
+  handler: (record: StreamRecord) => Effect.Effect<unknown, E, R>,
+): Effect.Effect<void, E | ConsumerGapError | InvalidArgumentError | StoreError, R | ConsumerStorage> =>
+  Stream.runForEach(stream(options), handler)
+
+// ---------------------------------------------------------------------------------------------
+// Administration (the `kv consumer` commands): no lock taken
+// ---------------------------------------------------------------------------------------------
+
+/** The consumer's position and lock; `None` for an unknown consumer. */
+export const status = (
+  streamName: string,
+): Effect.Effect<Option.Option<ConsumerStatus>, InvalidArgumentError | StoreError, ConsumerStorage> =>
+  Effect.flatMap(ConsumerStorage, (storage) => storage.status(streamName))
+
+/**
+ * The records the consumer would read next, without taking its lock (from seq 1 for an unknown
+ * consumer); `limit` -1: all. Fails with `ConsumerGapError` when they were trimmed.
+ */
+export const peek = (
+  streamName: string,
+  options: { readonly ofType?: string | undefined; readonly limit?: number | undefined } = {},
+): Effect.Effect<
+  ReadonlyArray<StreamRecord>,
+  ConsumerGapError | InvalidArgumentError | StoreError,
+  ConsumerStorage
+> =>
+  Effect.gen(function* () {
+    const storage = yield* ConsumerStorage
+    const name = yield* decodeStreamName(streamName)
+    const ofType = yield* decodeOfType(options.ofType ?? "all")
+    const limit = yield* decodeLimit(options.limit ?? -1)
+    const window = yield* storage.read(name, Option.none(), ofType, limit)
+    yield* gapAfter(name, window.position, window)
+    return window.records
+  })
+
+/**
+ * Moves the consumer's position to `seq` (the next read starts at `seq + 1`), whoever holds
+ * its lock; an unknown consumer is created there. A running instance's next commit then fails
+ * (`ConsumerMovedError`) and it reads on from here. `seq` beyond the stream's end is refused.
+ */
+export const commit = (
+  streamName: string,
+  seq: number,
+): Effect.Effect<void, InvalidArgumentError | StoreError, ConsumerStorage> =>
+  Effect.flatMap(ConsumerStorage, (storage) => storage.move(streamName, seq))
+
+/** Deletes the consumer (position and lock); `true` when it existed. */
+const remove = (
+  streamName: string,
+): Effect.Effect<boolean, InvalidArgumentError | StoreError, ConsumerStorage> =>
+  Effect.flatMap(ConsumerStorage, (storage) => storage.delete(streamName))
+
+export { remove as delete }
+
+/** Releases the consumer's lock whoever holds it (for an instance that died); `true` when it was held. */
+export const unlock = (
+  streamName: string,
+): Effect.Effect<boolean, InvalidArgumentError | StoreError, ConsumerStorage> =>
+  Effect.flatMap(ConsumerStorage, (storage) => storage.release(streamName, Option.none()))

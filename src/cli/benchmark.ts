@@ -1,0 +1,244 @@
+/**
+ * `kv benchmark get|put|patch`: throughput and latency of the store's operations on the chosen
+ * backend, through the same `Store` service the other commands use.
+ *
+ * `w` fibers take operation numbers until `n` are done. Latencies go into an HDR histogram
+ * (`hdr-histogram-js`, microseconds, 3 significant digits), so percentiles need no list of
+ * samples. The keys live under a prefix of their own (`kv-benchmark/<run id>/`) and are deleted
+ * afterwards, also when the run fails or is interrupted; the user's keys are never touched.
+ * The progress bar (`cli-progress`) is drawn on stderr when it is a terminal. Both libraries
+ * are loaded only here, so that other commands do not pay for them at start-up.
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import * as Arg from "../Arguments.js"
+import {
+  type InvalidArgumentError,
+  Mutation,
+  type StoreError,
+  type StoreService,
+  type VersionMismatchError,
+} from "../Store.js"
+import { errorText, MissingCommandError } from "./errors.js"
+import { kv, withStore } from "./globals.js"
+
+type Operation = "get" | "put" | "patch"
+
+/** Keys written by `put` and `patch` (they overwrite these over and over). */
+const writtenKeys = 100
+/**
+ * Before the measurement, operations run unmeasured (at most this many, for at most
+ * `warmUpTime`) so that connections, prepared statements and the JIT are warm.
+ */
+const warmUpOperations = 5_000
+const warmUpTime = 500
+
+export interface Summary {
+  readonly operation: Operation
+  readonly backend: string
+  /** Records seeded (`get` only). */
+  readonly records?: number
+  readonly operations: number
+  readonly workers: number
+  readonly totalMs: number
+  readonly opsPerSecond: number
+  readonly latencyMs: {
+    readonly p50: number
+    readonly p95: number
+    readonly p99: number
+    readonly max: number
+  }
+}
+
+const count = (name: string, what: string, fallback: number) =>
+  Args.integer({ name }).pipe(
+    Args.withDescription(`${what} (default ${fallback}).`),
+    Args.withSchema(Arg.positive(`<${name}> (${what.toLowerCase()})`)),
+    Args.withDefault(fallback),
+  )
+
+const records = count("x", "Records seeded", 100)
+const operations = count("n", "Operations", 10_000)
+const workers = count("w", "Concurrent fibers", 100)
+const json = Options.boolean("json").pipe(Options.withDescription("Print the summary as one JSON object."))
+
+const padded = (i: number) => String(i).padStart(6, "0")
+const recordValue = (i: number) => ({
+  n: i,
+  name: `item ${i}`,
+  tags: ["a", "b"],
+  nested: { flag: i % 2 === 0 },
+})
+const patchOf = (i: number) => ({ n: i, nested: { seen: i } })
+
+/** What operation `i` does (on keys made beforehand: the loop measures the store, not string building). */
+const operationOf = (
+  store: StoreService,
+  operation: Operation,
+  keys: ReadonlyArray<string>,
+): ((i: number) => Effect.Effect<unknown, VersionMismatchError | InvalidArgumentError | StoreError>) => {
+  switch (operation) {
+    case "get":
+      return (i: number) => store.get(keys[i % keys.length]!)
+    case "put":
+      return (i: number) => store.put(keys[i % keys.length]!, -1, recordValue(i))
+    case "patch":
+      return (i: number) => store.patch(keys[i % keys.length]!, -1, patchOf(i))
+  }
+}
+
+/** A progress bar on stderr while `done()` grows to `total`; nothing when stderr is not a terminal. */
+const progress = (total: number, done: () => number) =>
+  process.stderr.isTTY !== true
+    ? Effect.void
+    : Effect.gen(function* () {
+        const { default: cliProgress } = yield* Effect.promise(() => import("cli-progress"))
+        const bar = new cliProgress.SingleBar(
+          {
+            stream: process.stderr,
+            hideCursor: true,
+            clearOnComplete: true,
+            format: "{bar} {percentage}% | {value}/{total} ops | {eta_formatted}",
+          },
+          cliProgress.Presets.shades_classic,
+        )
+        yield* Effect.acquireRelease(
+          Effect.sync(() => bar.start(total, 0)),
+          () => Effect.sync(() => bar.stop()),
+        )
+        yield* Effect.forkScoped(
+          Effect.repeat(
+            Effect.sync(() => bar.update(done())),
+            Schedule.spaced("100 millis"),
+          ),
+        )
+      })
+
+const millis = (micros: number) => Math.round(micros) / 1000
+
+const runBenchmark = (operation: Operation, options: { x: number; n: number; w: number; json: boolean }) =>
+  Effect.gen(function* () {
+    const { type } = yield* kv
+    const { default: hdr } = yield* Effect.promise(() => import("hdr-histogram-js"))
+    const prefix = `kv-benchmark/${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}/`
+    const summary = yield* withStore((store) =>
+      Effect.gen(function* () {
+        const seeded = operation === "get" ? options.x : 0
+        const keys = Array.from(
+          { length: seeded > 0 ? seeded : writtenKeys },
+          (_, i) => `${prefix}${padded(i)}`,
+        )
+        const run = operationOf(store, operation, keys)
+        const histogram = hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 })
+        yield* Effect.addFinalizer(() => Effect.sync(() => histogram.destroy()))
+
+        // `w` long-lived fibers, each taking the next operation number until `total` are taken
+        // (or, warming up, until `until`)
+        let next = 0
+        let done = 0
+        const runAll = (total: number, record: boolean, until = Number.POSITIVE_INFINITY) => {
+          next = 0
+          const timed = Effect.suspend(() => {
+            const started = performance.now()
+            return Effect.map(run(next++), () => {
+              if (record) histogram.recordValue(Math.round((performance.now() - started) * 1000))
+              done++
+            })
+          })
+          const worker = Effect.whileLoop({
+            while: () => next < total && (until === Number.POSITIVE_INFINITY || performance.now() < until),
+            body: () => timed,
+            step: () => {},
+          })
+          return Effect.all(
+            Array.from({ length: Math.min(options.w, total) }, () => worker),
+            { concurrency: "unbounded", discard: true },
+          )
+        }
+
+        for (let i = 0; i < seeded; i += 500) {
+          const chunk = Array.from({ length: Math.min(500, seeded - i) }, (_, j) =>
+            Mutation.put(keys[i + j]!, -1, recordValue(i + j)),
+          )
+          yield* store.mutateAll(chunk)
+        }
+        yield* runAll(Math.min(warmUpOperations, options.n), false, performance.now() + warmUpTime)
+        done = 0
+        yield* progress(options.n, () => done)
+        const started = performance.now()
+        yield* runAll(options.n, true)
+        const totalMs = performance.now() - started
+        return {
+          operation,
+          backend: type,
+          ...(operation === "get" ? { records: options.x } : {}),
+          operations: options.n,
+          workers: options.w,
+          totalMs: Math.round(totalMs * 1000) / 1000,
+          opsPerSecond: Math.round((options.n / totalMs) * 1000),
+          latencyMs: {
+            p50: millis(histogram.getValueAtPercentile(50)),
+            p95: millis(histogram.getValueAtPercentile(95)),
+            p99: millis(histogram.getValueAtPercentile(99)),
+            max: millis(histogram.maxValue),
+          },
+        } satisfies Summary
+      }).pipe(
+        // the benchmark's keys go, whatever happened (a failure, Ctrl-C)
+        Effect.ensuring(
+          store
+            .deletePrefix(prefix)
+            .pipe(
+              Effect.catchAll((error) =>
+                Console.error(`kv: could not delete the benchmark keys under ${prefix}: ${errorText(error)}`),
+              ),
+            ),
+        ),
+        Effect.scoped,
+      ),
+    )
+    yield* options.json ? Console.log(JSON.stringify(summary)) : Console.log(formatSummary(summary))
+  })
+
+const number = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
+
+const formatSummary = (summary: Summary): string => {
+  const seeded = summary.records === undefined ? "" : `, ${number(summary.records)} records`
+  return [
+    `${summary.operation} on ${summary.backend}: ${number(summary.operations)} operations, ${number(summary.workers)} workers${seeded}`,
+    `total  ${number(summary.totalMs / 1000, 3)} s`,
+    `ops/s  ${number(summary.opsPerSecond)}`,
+    `p50    ${number(summary.latencyMs.p50, 3)} ms`,
+    `p95    ${number(summary.latencyMs.p95, 3)} ms`,
+    `p99    ${number(summary.latencyMs.p99, 3)} ms`,
+    `max    ${number(summary.latencyMs.max, 3)} ms`,
+  ].join("\n")
+}
+
+const benchmarkGet = Command.make("get", { x: records, n: operations, w: workers, json }, (options) =>
+  runBenchmark("get", options),
+).pipe(Command.withDescription("Seed <x> records, then time <n> gets by <w> concurrent fibers."))
+
+const benchmarkPut = Command.make("put", { n: operations, w: workers, json }, (options) =>
+  runBenchmark("put", { ...options, x: 0 }),
+).pipe(Command.withDescription(`Time <n> puts (over ${writtenKeys} keys) by <w> concurrent fibers.`))
+
+const benchmarkPatch = Command.make("patch", { n: operations, w: workers, json }, (options) =>
+  runBenchmark("patch", { ...options, x: 0 }),
+).pipe(Command.withDescription(`Time <n> merge patches (over ${writtenKeys} keys) by <w> concurrent fibers.`))
+
+export const benchmark = Command.make("benchmark", {}, () =>
+  Effect.fail(new MissingCommandError({ path: "kv benchmark", expected: ["get", "put", "patch"] })),
+).pipe(
+  Command.withDescription(
+    "Measure the store on the chosen backend: ops/s and p50/p95/p99/max latency, after a short " +
+      `unmeasured warm-up (up to ${warmUpOperations} operations or ${warmUpTime} ms). Its keys live under ` +
+      "kv-benchmark/<run id>/ and are deleted afterwards.",
+  ),
+  Command.withSubcommands([benchmarkGet, benchmarkPut, benchmarkPatch]),
+)
