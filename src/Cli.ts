@@ -15,11 +15,14 @@ import * as FiberRef from "effect/FiberRef"
 import * as Logger from "effect/Logger"
 import packageJson from "../package.json" with { type: "json" }
 import { normalizeArgs } from "./cli/argv.js"
+import { benchmark } from "./cli/benchmark.js"
+import { consumer } from "./cli/consumer.js"
 import { MissingCommandError, stripAnsi } from "./cli/errors.js"
 import { kv } from "./cli/globals.js"
 import { count, del, get, init, list, patch, put } from "./cli/keys.js"
 import { lock } from "./cli/lock.js"
 import { stream } from "./cli/stream.js"
+import { task } from "./cli/task.js"
 
 export { normalizeArgs, secretsOf } from "./cli/argv.js"
 export { formatError } from "./cli/errors.js"
@@ -27,8 +30,34 @@ export { formatError } from "./cli/errors.js"
 /** While true, `@effect/cli`'s own error printing is muted: `formatError` reports errors. */
 const parsing = FiberRef.unsafeMake(false)
 
-const subcommands = [init, put, get, list, del, count, patch, stream, lock] as const
-const topLevel = ["init", "put", "get", "list", "delete", "count", "patch", "stream", "lock"]
+const subcommands = [
+  init,
+  put,
+  get,
+  list,
+  del,
+  count,
+  patch,
+  stream,
+  consumer,
+  lock,
+  task,
+  benchmark,
+] as const
+const topLevel = [
+  "init",
+  "put",
+  "get",
+  "list",
+  "delete",
+  "count",
+  "patch",
+  "stream",
+  "consumer",
+  "lock",
+  "task",
+  "benchmark",
+]
 
 /** The whole command tree. */
 export const command = kv.pipe(

@@ -5,7 +5,8 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import type { InvalidArgumentError, Store, StoreError } from "../Store.js"
+import type * as KvSql from "../layers/Sql.js"
+import type { InvalidArgumentError, StoreError } from "../Store.js"
 
 export const backendTypes = ["sqlite", "postgres", "rqlite"] as const
 export type BackendType = (typeof backendTypes)[number]
@@ -14,7 +15,7 @@ export type BackendType = (typeof backendTypes)[number]
 export const layerFor = (
   type: BackendType,
   connection: Redacted.Redacted<string>,
-): Layer.Layer<Store, StoreError | InvalidArgumentError> =>
+): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
   Layer.unwrapEffect(
     Effect.promise(async () => {
       switch (type) {

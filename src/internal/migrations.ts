@@ -22,6 +22,8 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { AtomicStatementError, Service as Executor } from "../layers/SqlExecutor.js"
+import { consumerMigrations } from "./consumerSchema.js"
+import { schedulerMigrations } from "./schedulerSchema.js"
 import { storeMigrations } from "./storeSchema.js"
 
 export interface Migration {
@@ -32,9 +34,11 @@ export interface Migration {
 }
 
 /** Every migration, in the order they apply. */
-export const migrations: ReadonlyArray<Migration> = [...storeMigrations].sort((a, b) =>
-  a.id.localeCompare(b.id),
-)
+export const migrations: ReadonlyArray<Migration> = [
+  ...storeMigrations,
+  ...schedulerMigrations,
+  ...consumerMigrations,
+].sort((a, b) => a.id.localeCompare(b.id))
 
 /** Serialises migrations of concurrent processes on PostgreSQL. */
 const advisoryLock = 8315726001

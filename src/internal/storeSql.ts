@@ -32,57 +32,34 @@ import {
   Mutation,
   type Page,
   Store,
-  type StoreError,
   type StoreService,
-  type StreamAction,
-  type StreamRecord,
   typeOf,
   VersionMismatchError,
   type WriteOptions,
 } from "../Store.js"
 import { makeMigrator } from "./migrations.js"
+import {
+  failuresOf,
+  type RecordRow,
+  type StreamRow,
+  type TimeValue,
+  timeBinder,
+  toDate,
+  toRecord,
+  toStreamRecord,
+} from "./sqlShared.js"
 import { versionMismatchMarker } from "./storeSchema.js"
 import { Wakeup } from "./wakeup.js"
-
-interface RecordRow {
-  readonly key: string
-  readonly version: number | string
-  readonly value: string
-  readonly type: string
-  readonly created: number | string | Date
-}
-
-interface StreamRow extends RecordRow {
-  readonly seq: number | string
-  readonly action: StreamAction
-}
 
 interface LockRow {
   readonly name: string
   readonly locked_by: string
-  readonly locked_at: number | string | Date
-  readonly expires_at: number | string | Date
+  readonly locked_at: TimeValue
+  readonly expires_at: TimeValue
 }
 
 /** Keys per `IN (...)` list: well below every backend's limit on bound parameters. */
 const chunkSize = 500
-
-const toDate = (value: number | string | Date): Date =>
-  new Date(value instanceof Date ? value : Number(value))
-
-const toRecord = (row: RecordRow): KvRecord => ({
-  key: row.key,
-  version: Number(row.version),
-  value: JSON.parse(row.value),
-  type: row.type,
-  created: toDate(row.created),
-})
-
-const toStreamRecord = (row: StreamRow): StreamRecord => ({
-  seq: Number(row.seq),
-  action: row.action,
-  record: toRecord(row),
-})
 
 const toLockStatus = (row: LockRow): LockStatus => ({
   name: row.name,
@@ -171,17 +148,12 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     // --- failures ------------------------------------------------------------------
 
     /** Wraps backend failures once, keeping the cause and the client's own words. */
-    const run = <A, E>(operation: string, effect: Effect.Effect<A, E | SqlError>) =>
-      Effect.catchIf(
-        effect,
-        (e): e is SqlError => (e as { _tag?: unknown })?._tag === "SqlError",
-        (error) => Effect.fail(storeError(executor, operation, error)),
-      ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError>
+    const run = failuresOf(executor)
 
     // --- dialect differences -----------------------------------------------------------
 
     /** SQLite keeps epoch milliseconds, PostgreSQL timestamptz. */
-    const time = (millis: number): number | Date => (isPg ? new Date(millis) : millis)
+    const time = timeBinder(sql)
 
     /** RFC 7396: SQLite's built-in json_patch, PostgreSQL's kv_merge_patch (see migrations.ts). */
     const mergePatch = (target: Fragment, patch: unknown): Fragment =>

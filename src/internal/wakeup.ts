@@ -22,7 +22,10 @@ import * as Stream from "effect/Stream"
 /** What changed: the task table, or the change stream. */
 export type Channel = "tasks" | "stream"
 
-/** The PostgreSQL channel that `pg_notify` signals a change of `channel` on (lower case). */
+/**
+ * The PostgreSQL channel that `pg_notify` signals a change of `channel` on (lower case). The
+ * payload must not be empty: `@effect/sql-pg`'s `listen` drops notifications without one.
+ */
 export const pgChannel = (channel: Channel): string => `effect_kv_${channel}`
 
 export interface Signal {
@@ -52,11 +55,14 @@ export const make = (external?: External): Effect.Effect<Service> =>
       tasks: yield* PubSub.sliding<void>(1),
       stream: yield* PubSub.sliding<void>(1),
     }
-    // `notify` is on every write's path: skip the hub while nobody listens
+    // `notify` is on every write's path: skip the hub while nobody listens. Checked when the
+    // effect runs, not when it is made: writers build `notify(channel)` once and run it often.
     const listeners = { tasks: 0, stream: 0 }
     return {
       notify: (channel) =>
-        listeners[channel] === 0 ? Effect.void : PubSub.publish(hubs[channel], undefined),
+        Effect.suspend(() =>
+          listeners[channel] === 0 ? Effect.void : PubSub.publish(hubs[channel], undefined),
+        ),
       subscribe: (channel) =>
         Effect.gen(function* () {
           const signals = yield* Queue.sliding<void>(1)

@@ -7,6 +7,8 @@
 
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -15,7 +17,8 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
 import * as Wakeup from "../internal/wakeup.js"
-import { InvalidArgumentError, type Store, StoreError } from "../Store.js"
+import type { RetryBackoff } from "../Scheduler.js"
+import { InvalidArgumentError, StoreError } from "../Store.js"
 import * as KvSql from "./Sql.js"
 import { explainGeneric } from "./SqlExecutor.js"
 
@@ -24,6 +27,8 @@ export interface PostgresConfig {
   readonly url: ConnectionString.Secret
   /** Run the migrations when the layer is built (default true). */
   readonly migrate?: boolean | undefined
+  /** The delay before a failed task is retried (default 1 minute, doubled per failure, at most 1 hour). */
+  readonly taskRetryBackoff?: RetryBackoff | undefined
   /** Pool size (default 10). */
   readonly maxConnections?: number | undefined
   /** How long to wait for the server (default 5 seconds). */
@@ -79,5 +84,18 @@ export const layerClient = (
   )
 
 /** `Store` on PostgreSQL: a `PgClient` + `KvSql.layer`. */
-export const layer = (config: PostgresConfig): Layer.Layer<Store, StoreError | InvalidArgumentError> =>
-  KvSql.layer({ migrate: config.migrate }).pipe(Layer.provide(layerClient(config)))
+export const layer = (
+  config: PostgresConfig,
+): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
+  KvSql.layer({ migrate: config.migrate, taskRetryBackoff: config.taskRetryBackoff }).pipe(
+    Layer.provide(layerClient(config)),
+  )
+
+/**
+ * `layer` with its settings read from Effect `Config` when the layer is built, e.g.
+ * `layerConfig({ url: Config.redacted("KV_DATABASE_URL") })`.
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<PostgresConfig>,
+): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

@@ -13,15 +13,21 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type { ConsumerStorage } from "../Consumer.js"
+import * as ConsumerSql from "../internal/consumerSql.js"
 import { makeMigrator } from "../internal/migrations.js"
+import * as SchedulerSql from "../internal/schedulerSql.js"
 import * as StoreSql from "../internal/storeSql.js"
 import * as Wakeup from "../internal/wakeup.js"
-import { type Store, StoreError } from "../Store.js"
+import type { RetryBackoff, Scheduler } from "../Scheduler.js"
+import { type InvalidArgumentError, type Store, StoreError } from "../Store.js"
 import { type AtomicStatementError, fromSqlClient, SqlExecutor, storeError } from "./SqlExecutor.js"
 
 export interface SqlConfig {
   /** Run the migrations when the layer is built, if the database lacks any (default true). */
   readonly migrate?: boolean | undefined
+  /** The delay before a failed task is retried (default 1 minute, doubled per failure, at most 1 hour). */
+  readonly taskRetryBackoff?: RetryBackoff | undefined
 }
 
 /** The executor in the context, else the generic one of the `SqlClient`. */
@@ -66,6 +72,14 @@ const schema = (config: SqlConfig) =>
     }),
   )
 
-/** `Store` on the `SqlClient` of the context. */
-export const layer = (config: SqlConfig = {}): Layer.Layer<Store, StoreError, SqlClient.SqlClient> =>
-  StoreSql.layer.pipe(Layer.provide(schema(config)), Layer.provide(Layer.merge(executor, wakeup)))
+/** The services every backend layer provides. */
+export type Services = Store | Scheduler | ConsumerStorage
+
+/** The services on the `SqlClient` of the context (one executor and one wake-up hub for all). */
+export const layer = (
+  config: SqlConfig = {},
+): Layer.Layer<Services, StoreError | InvalidArgumentError, SqlClient.SqlClient> =>
+  Layer.mergeAll(StoreSql.layer, SchedulerSql.layer(config.taskRetryBackoff), ConsumerSql.layer).pipe(
+    Layer.provide(schema(config)),
+    Layer.provide(Layer.merge(executor, wakeup)),
+  )

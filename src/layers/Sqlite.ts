@@ -5,6 +5,8 @@
  * The file is opened in WAL mode with a busy timeout, so several processes can share it.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -12,7 +14,8 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
 import * as Wakeup from "../internal/wakeup.js"
-import { InvalidArgumentError, type Store, StoreError } from "../Store.js"
+import type { RetryBackoff } from "../Scheduler.js"
+import { InvalidArgumentError, StoreError } from "../Store.js"
 import * as KvSql from "./Sql.js"
 import type { SqlExecutor } from "./SqlExecutor.js"
 import * as SqliteClient from "./SqliteClient.js"
@@ -25,6 +28,8 @@ export interface SqliteConfig {
   readonly filename: string
   /** Run the migrations when the layer is built (default true; never on read-only files). */
   readonly migrate?: boolean | undefined
+  /** The delay before a failed task is retried (default 1 minute, doubled per failure, at most 1 hour). */
+  readonly taskRetryBackoff?: RetryBackoff | undefined
   /** How long a write waits for another process's lock before failing (default 1 second). */
   readonly busyTimeout?: Duration.DurationInput | undefined
   /**
@@ -95,11 +100,21 @@ export const layerClient = (
   )
 
 /** `Store` on a SQLite file: the SQLite client + `KvSql.layer`. */
-export const layer = (config: SqliteConfig): Layer.Layer<Store, StoreError | InvalidArgumentError> =>
+export const layer = (config: SqliteConfig): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
   Layer.unwrapEffect(
     Effect.map(location(config.filename), (location) =>
-      KvSql.layer({ migrate: config.migrate !== false && !location.readonly }).pipe(
-        Layer.provide(layerClient(config)),
-      ),
+      KvSql.layer({
+        migrate: config.migrate !== false && !location.readonly,
+        taskRetryBackoff: config.taskRetryBackoff,
+      }).pipe(Layer.provide(layerClient(config))),
     ),
   )
+
+/**
+ * `layer` with its settings read from Effect `Config` when the layer is built, e.g.
+ * `layerConfig({ filename: Config.string("KV_SQLITE_FILE") })`.
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<SqliteConfig>,
+): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
