@@ -5,8 +5,8 @@
  */
 export * as Arguments from "./Arguments.js"
 export * as Consumer from "./Consumer.js"
+export * as SqlExecutor from "./internal/executor.js"
 export * as KvSql from "./layers/Sql.js"
-export * as SqlExecutor from "./layers/SqlExecutor.js"
 export * from "./Scheduler.js"
 export * from "./Store.js"
 export * as TaskRunner from "./TaskRunner.js"

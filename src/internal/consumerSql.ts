@@ -29,8 +29,8 @@ import {
   type ConsumerStorageService,
   type StreamWindow,
 } from "../Consumer.js"
-import { SqlExecutor } from "../layers/SqlExecutor.js"
 import { InvalidArgumentError, type StreamAction } from "../Store.js"
+import { SqlExecutor } from "./executor.js"
 import {
   failuresOf,
   type StreamRow,

@@ -29,7 +29,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
-import { SqlExecutor } from "../layers/SqlExecutor.js"
 import {
   DuplicateTaskError,
   type ReleaseStatus,
@@ -44,6 +43,7 @@ import {
   taskStatuses,
 } from "../Scheduler.js"
 import { InvalidArgumentError } from "../Store.js"
+import { SqlExecutor } from "./executor.js"
 import { failuresOf, type TimeValue as Time, timeBinder, toDate } from "./sqlShared.js"
 import { Wakeup } from "./wakeup.js"
 

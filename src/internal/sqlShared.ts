@@ -6,8 +6,8 @@
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
-import { type AtomicStatementError, type Service as Executor, storeError } from "../layers/SqlExecutor.js"
 import type { KvRecord, StoreError, StreamAction, StreamRecord } from "../Store.js"
+import { type AtomicStatementError, type Service as Executor, storeError } from "./executor.js"
 
 /** A time as a row holds it: epoch ms (SQLite; rqlite may send text), a Date (PostgreSQL). */
 export type TimeValue = number | string | Date

@@ -20,12 +20,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
 import {
-  type AtomicStatementError,
-  type Service as Executor,
-  SqlExecutor,
-  storeError,
-} from "../layers/SqlExecutor.js"
-import {
   InvalidArgumentError,
   type KvRecord,
   type LockStatus,
@@ -37,6 +31,7 @@ import {
   VersionMismatchError,
   type WriteOptions,
 } from "../Store.js"
+import { type AtomicStatementError, type Service as Executor, SqlExecutor, storeError } from "./executor.js"
 import { makeMigrator } from "./migrations.js"
 import {
   failuresOf,
@@ -182,7 +177,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       const statement = build(...Array.from({ length: arity }, (_, i) => new Hole(i)))
       const order = statement.compile()[1].map((param) => (param as Hole).index)
       const execute = executor.prepare(statement)
-      return (...args: ReadonlyArray<unknown>) => execute(order.map((i) => args[i]))
+      return (...args: ReadonlyArray<unknown>) => execute.rows(order.map((i) => args[i]))
     }
 
     const records = (statement: Statement<RecordRow>) =>

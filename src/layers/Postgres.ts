@@ -16,11 +16,11 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
+import { explainGeneric, fromSqlClient, SqlExecutor } from "../internal/executor.js"
 import * as Wakeup from "../internal/wakeup.js"
 import type { RetryBackoff } from "../Scheduler.js"
 import { InvalidArgumentError, StoreError } from "../Store.js"
 import * as KvSql from "./Sql.js"
-import { explainGeneric } from "./SqlExecutor.js"
 
 export interface PostgresConfig {
   /** `postgres://user:password@host:5432/database?sslmode=disable` */
@@ -49,13 +49,19 @@ const layerWakeup = Layer.effect(
   ),
 )
 
+/** The generic executor of the `PgClient`. */
+const layerExecutor = Layer.effect(SqlExecutor, Effect.map(PgClient.PgClient, fromSqlClient))
+
 /**
- * A `PgClient` (also as `SqlClient`) on the server with its wake-ups, or a `StoreError` saying
+ * A `PgClient` (also as `SqlClient`) on the server with its executor and wake-ups, or a `StoreError` saying
  * it cannot be reached.
  */
 export const layerClient = (
   config: PostgresConfig,
-): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | Wakeup.Wakeup, StoreError | InvalidArgumentError> =>
+): Layer.Layer<
+  PgClient.PgClient | SqlClient.SqlClient | SqlExecutor | Wakeup.Wakeup,
+  StoreError | InvalidArgumentError
+> =>
   Layer.unwrapEffect(
     Effect.map(
       Either.mapLeft(
@@ -69,7 +75,7 @@ export const layerClient = (
           connectTimeout: config.connectTimeout ?? Duration.seconds(5),
           applicationName: "effect-kv",
         }).pipe(
-          (client) => Layer.provideMerge(layerWakeup, client),
+          (client) => Layer.provideMerge(Layer.merge(layerWakeup, layerExecutor), client),
           Layer.mapError((cause) => {
             const why = cause._tag === "SqlError" ? explainGeneric(cause).detail : String(cause)
             return new StoreError({
@@ -83,11 +89,11 @@ export const layerClient = (
     ),
   )
 
-/** `Store` on PostgreSQL: a `PgClient` + `KvSql.layer`. */
+/** `Store` on PostgreSQL: a `PgClient` + `KvSql.layerOn`. */
 export const layer = (
   config: PostgresConfig,
 ): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
-  KvSql.layer({ migrate: config.migrate, taskRetryBackoff: config.taskRetryBackoff }).pipe(
+  KvSql.layerOn({ migrate: config.migrate, taskRetryBackoff: config.taskRetryBackoff }).pipe(
     Layer.provide(layerClient(config)),
   )
 

@@ -11,11 +11,12 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as ConnectionString from "../internal/connection.js"
+import type { SqlExecutor } from "../internal/executor.js"
+import * as Wakeup from "../internal/wakeup.js"
 import type { RetryBackoff } from "../Scheduler.js"
 import { InvalidArgumentError, StoreError } from "../Store.js"
 import * as RqliteClient from "./RqliteClient.js"
 import * as KvSql from "./Sql.js"
-import type { SqlExecutor } from "./SqlExecutor.js"
 
 export interface RqliteConfig {
   /**
@@ -44,11 +45,15 @@ export interface RqliteConfig {
   readonly taskRetryBackoff?: RetryBackoff | undefined
 }
 
-/** The rqlite client (also as `SqlClient`) with its executor, or a `StoreError` saying why not. */
+/**
+ * The rqlite client (also as `SqlClient`) with its executor and wake-ups (this process's writes:
+ * rqlite cannot tell of other processes' writes, their waiters poll), or a `StoreError` saying
+ * why not.
+ */
 export const layerClient = (
   config: RqliteConfig,
 ): Layer.Layer<
-  RqliteClient.RqliteClient | SqlClient.SqlClient | SqlExecutor,
+  RqliteClient.RqliteClient | SqlClient.SqlClient | SqlExecutor | Wakeup.Wakeup,
   StoreError | InvalidArgumentError
 > =>
   Layer.unwrapEffect(
@@ -59,6 +64,7 @@ export const layerClient = (
       ),
       () =>
         RqliteClient.layer(config).pipe(
+          Layer.merge(Wakeup.layerLocal),
           Layer.mapError(
             (cause) =>
               new StoreError({ operation: "connect", reason: "connect", detail: cause.message, cause }),
@@ -67,9 +73,9 @@ export const layerClient = (
     ),
   )
 
-/** `Store` on rqlite: the rqlite client + `KvSql.layer`. */
+/** `Store` on rqlite: the rqlite client + `KvSql.layerOn`. */
 export const layer = (config: RqliteConfig): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
-  KvSql.layer({ migrate: config.migrate, taskRetryBackoff: config.taskRetryBackoff }).pipe(
+  KvSql.layerOn({ migrate: config.migrate, taskRetryBackoff: config.taskRetryBackoff }).pipe(
     Layer.provide(layerClient(config)),
   )
 

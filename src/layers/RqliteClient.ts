@@ -56,8 +56,10 @@ import {
   type AtomicRunner,
   AtomicStatementError,
   type Service as Executor,
+  ExecutorId,
   SqlExecutor,
-} from "./SqlExecutor.js"
+  type WithExecutor,
+} from "../internal/executor.js"
 
 export const TypeId: unique symbol = Symbol.for("effect-kv/RqliteClient")
 export type TypeId = typeof TypeId
@@ -94,7 +96,7 @@ export interface RqliteClientConfig {
   readonly transformQueryNames?: ((str: string) => string) | undefined
 }
 
-export interface RqliteClient extends Client.SqlClient {
+export interface RqliteClient extends Client.SqlClient, WithExecutor {
   readonly [TypeId]: TypeId
   /** The configuration in use: the nodes without credentials, the password `Redacted`. */
   readonly config: {
@@ -820,15 +822,17 @@ export const make = (
       atomic: executeAtomic,
       prepare: (statement) => {
         const prepared = prepareSql(statement.compile()[0])
-        return (params) => {
+        const send = (params: ReadonlyArray<unknown>) => {
           if (Either.isLeft(prepared)) return Effect.fail(prepared.left)
           const encoded = encodeStatement(prepared.right.json, params)
           return Either.isLeft(encoded)
             ? Effect.fail(encoded.left)
-            : Effect.map(
-                sendOne(prepared.right.read, encoded.right),
-                toObjects as (result: RqliteResult) => ReadonlyArray<any>,
-              )
+            : sendOne(prepared.right.read, encoded.right)
+        }
+        return {
+          rows: (params) =>
+            Effect.map(send(params), toObjects as (result: RqliteResult) => ReadonlyArray<any>),
+          affected: (params) => Effect.map(send(params), (result) => result.rows_affected ?? 0),
         }
       },
       explain: (error) => ({
@@ -855,6 +859,7 @@ export const make = (
       readLevel,
       executeAtomic,
       executor,
+      [ExecutorId]: executor,
     }) as RqliteClient
   })
 

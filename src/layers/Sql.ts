@@ -3,25 +3,28 @@
  * client the application already has (a `PgClient`, a `SqliteClient`, ...), so that the app's
  * own queries and the store share its connections.
  *
- * Built in this order: the executor and the wake-ups (from the client's layer when it provides
- * them, as this package's SQLite, PostgreSQL and rqlite layers do; else the generic executor of
- * the client and in-process wake-ups), then the schema (migrated, or checked), then the
- * services.
+ * Two layers, which differ only in who chooses the executor and the wake-ups:
+ * - `layerOn(config)` takes them from its inputs (its type says so: `SqlClient | SqlExecutor |
+ *   Wakeup`); this package's SQLite, PostgreSQL and rqlite layers provide all three;
+ * - `layer(config)` needs only the `SqlClient`: it runs on the client's own executor when the
+ *   client brings one (this package's SQLite and rqlite clients do), else on the generic one,
+ *   and its wake-ups are this process's writes only (other processes' are found by polling).
+ *
+ * Built in this order: the dialect check, the schema (migrated, or checked), the services.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import type { ConsumerStorage } from "../Consumer.js"
 import * as ConsumerSql from "../internal/consumerSql.js"
+import { executorOf, SqlExecutor } from "../internal/executor.js"
 import { makeMigrator } from "../internal/migrations.js"
 import * as SchedulerSql from "../internal/schedulerSql.js"
+import { failuresOf } from "../internal/sqlShared.js"
 import * as StoreSql from "../internal/storeSql.js"
 import * as Wakeup from "../internal/wakeup.js"
 import type { RetryBackoff, Scheduler } from "../Scheduler.js"
-import { type InvalidArgumentError, type Store, StoreError } from "../Store.js"
-import { type AtomicStatementError, fromSqlClient, SqlExecutor, storeError } from "./SqlExecutor.js"
+import { InvalidArgumentError, type Store, StoreError } from "../Store.js"
 
 export interface SqlConfig {
   /** Run the migrations when the layer is built, if the database lacks any (default true). */
@@ -30,44 +33,56 @@ export interface SqlConfig {
   readonly taskRetryBackoff?: RetryBackoff | undefined
 }
 
-/** The executor in the context, else the generic one of the `SqlClient`. */
-const executor = Layer.effect(
-  SqlExecutor,
-  Effect.flatMap(Effect.serviceOption(SqlExecutor), (provided) =>
-    Option.match(provided, {
-      onSome: Effect.succeed,
-      onNone: () => Effect.map(SqlClient.SqlClient, fromSqlClient),
+/** The SQL is written for SQLite (also rqlite) and PostgreSQL; any other dialect is refused. */
+const dialectCheck = Layer.effectDiscard(
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () => Effect.void,
+      sqlite: () => Effect.void,
+      orElse: () =>
+        Effect.fail(
+          new InvalidArgumentError({
+            message: `effect-kv runs on SQLite, rqlite and PostgreSQL clients; this SqlClient speaks ${dialectOf(sql)}`,
+          }),
+        ),
     }),
   ),
 )
 
-/** The wake-ups in the context, else in-process ones. */
-const wakeup = Layer.effect(
-  Wakeup.Wakeup,
-  Effect.flatMap(Effect.serviceOption(Wakeup.Wakeup), (provided) =>
-    Option.match(provided, { onSome: Effect.succeed, onNone: () => Wakeup.make() }),
-  ),
-)
+const dialectOf = (sql: SqlClient.SqlClient): string =>
+  sql.onDialect({
+    pg: () => "PostgreSQL",
+    sqlite: () => "SQLite",
+    mysql: () => "MySQL",
+    mssql: () => "Microsoft SQL Server",
+    clickhouse: () => "ClickHouse",
+  })
 
-/** Applies the missing migrations, or (`migrate: false`) checks that the tables exist. */
+/**
+ * Applies the missing migrations, or (`migrate: false`) checks that every one was applied, so
+ * that a database from an older version says what to do instead of failing later.
+ */
 const schema = (config: SqlConfig) =>
   Layer.effectDiscard(
     Effect.gen(function* () {
       const executor = yield* SqlExecutor
+      const run = failuresOf(executor)
       const migrator = yield* makeMigrator(executor)
-      const failed = (operation: string) => (error: SqlError | AtomicStatementError) =>
-        Effect.fail(storeError(executor, operation, error))
-      if (config.migrate === false) {
-        if (!(yield* Effect.catchAll(migrator.initialised, failed("open")))) {
-          return yield* new StoreError({
-            operation: "open",
-            reason: "query",
-            detail: "the database has no effect-kv tables: run `kv init` (or `store.init()`) first",
-            cause: null,
-          })
-        }
-      } else if ((yield* Effect.catchAll(migrator.pending, failed("init"))).length > 0) {
-        yield* Effect.catchAll(migrator.run, failed("init"))
+      if (config.migrate !== false) {
+        if ((yield* run("init", migrator.pending)).length > 0) yield* run("init", migrator.run)
+        return
+      }
+      const fail = (detail: string) =>
+        Effect.fail(new StoreError({ operation: "open", reason: "query", detail, cause: null }))
+      if (!(yield* run("open", migrator.initialised))) {
+        return yield* fail("the database has no effect-kv tables: run `kv init` (or `store.init()`) first")
+      }
+      const missing = yield* run("open", migrator.pending)
+      if (missing.length > 0) {
+        return yield* fail(
+          `the database's effect-kv tables are from an older version (missing ${missing.join(", ")}): ` +
+            "run `kv init` (or `store.init()`) to upgrade them",
+        )
       }
     }),
   )
@@ -75,11 +90,30 @@ const schema = (config: SqlConfig) =>
 /** The services every backend layer provides. */
 export type Services = Store | Scheduler | ConsumerStorage
 
-/** The services on the `SqlClient` of the context (one executor and one wake-up hub for all). */
+/** The services on the `SqlClient`, its `SqlExecutor` and the `Wakeup` hub of the context. */
+export const layerOn = (
+  config: SqlConfig = {},
+): Layer.Layer<
+  Services,
+  StoreError | InvalidArgumentError,
+  SqlClient.SqlClient | SqlExecutor | Wakeup.Wakeup
+> =>
+  Layer.mergeAll(StoreSql.layer, SchedulerSql.layer(config.taskRetryBackoff), ConsumerSql.layer).pipe(
+    Layer.provide(schema(config)),
+    Layer.provide(dialectCheck),
+  )
+
+/** The client's own executor (see `executorOf`). */
+const clientExecutor: Layer.Layer<SqlExecutor, never, SqlClient.SqlClient> = Layer.effect(
+  SqlExecutor,
+  Effect.map(SqlClient.SqlClient, executorOf),
+)
+
+/**
+ * The services on the `SqlClient` of the context alone: on the client's own executor (else the
+ * generic one), with wake-ups from this process's writes.
+ */
 export const layer = (
   config: SqlConfig = {},
 ): Layer.Layer<Services, StoreError | InvalidArgumentError, SqlClient.SqlClient> =>
-  Layer.mergeAll(StoreSql.layer, SchedulerSql.layer(config.taskRetryBackoff), ConsumerSql.layer).pipe(
-    Layer.provide(schema(config)),
-    Layer.provide(Layer.merge(executor, wakeup)),
-  )
+  layerOn(config).pipe(Layer.provide(Layer.merge(clientExecutor, Wakeup.layerLocal)))

@@ -13,11 +13,11 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
+import type { SqlExecutor } from "../internal/executor.js"
 import * as Wakeup from "../internal/wakeup.js"
 import type { RetryBackoff } from "../Scheduler.js"
 import { InvalidArgumentError, StoreError } from "../Store.js"
 import * as KvSql from "./Sql.js"
-import type { SqlExecutor } from "./SqlExecutor.js"
 import * as SqliteClient from "./SqliteClient.js"
 
 export interface SqliteConfig {
@@ -99,11 +99,11 @@ export const layerClient = (
     ),
   )
 
-/** `Store` on a SQLite file: the SQLite client + `KvSql.layer`. */
+/** `Store` on a SQLite file: the SQLite client + `KvSql.layerOn`. */
 export const layer = (config: SqliteConfig): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
   Layer.unwrapEffect(
     Effect.map(location(config.filename), (location) =>
-      KvSql.layer({
+      KvSql.layerOn({
         migrate: config.migrate !== false && !location.readonly,
         taskRetryBackoff: config.taskRetryBackoff,
       }).pipe(Layer.provide(layerClient(config))),

@@ -32,9 +32,11 @@ import * as Stream from "effect/Stream"
 import {
   AtomicStatementError,
   type Service as Executor,
+  ExecutorId,
   SqlExecutor,
   type StatementResult,
-} from "./SqlExecutor.js"
+  type WithExecutor,
+} from "../internal/executor.js"
 
 export const TypeId: unique symbol = Symbol.for("effect-kv/SqliteClient")
 export type TypeId = typeof TypeId
@@ -51,7 +53,7 @@ export interface SqliteClientConfig {
   readonly disableWAL?: boolean | undefined
 }
 
-export interface SqliteClient extends Client.SqlClient {
+export interface SqliteClient extends Client.SqlClient, WithExecutor {
   readonly [TypeId]: TypeId
   readonly config: SqliteClientConfig
   /** The executor the store runs on: prepared statements on the connection, guarded. */
@@ -268,13 +270,15 @@ export const make = (
       prepare: (statement) => {
         const [sql] = statement.compile()
         let handle: Sqlite.Statement | undefined
-        return (params) =>
-          Effect.suspend(() =>
-            guarded(() => {
-              handle ??= db.prepare(sql)
-              return runRows(handle, params)
-            }),
-          )
+        const statementOnce = () => {
+          handle ??= db.prepare(sql)
+          return handle
+        }
+        return {
+          rows: (params) => Effect.suspend(() => guarded(() => runRows(statementOnce(), params))),
+          affected: (params) =>
+            Effect.suspend(() => guarded(() => runResult(statementOnce(), params).affected)),
+        }
       },
       explain: (error) => ({
         reason:
@@ -283,7 +287,12 @@ export const make = (
       }),
     }
 
-    return Object.assign(client, { [TypeId]: TypeId, config, executor }) as SqliteClient
+    return Object.assign(client, {
+      [TypeId]: TypeId,
+      config,
+      executor,
+      [ExecutorId]: executor,
+    }) as SqliteClient
   })
 
 /** The client, as `SqlClient` too, and its executor. */

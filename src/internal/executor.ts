@@ -8,13 +8,12 @@
  * `SqlClient` (PostgreSQL, or a client the application already has) the generic one below.
  * Raw result shapes and error shapes never leak above this module.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Statement } from "@effect/sql/Statement"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import { StoreError } from "../Store.js"
 
 /** What one statement of a batch produced: its rows (a query or `RETURNING`) and the rows it changed. */
@@ -48,6 +47,14 @@ export interface Failure {
   readonly detail: string
 }
 
+/** A statement compiled once, run with new parameters (in the order its text binds them). */
+export interface Prepared<A> {
+  /** The rows it returns. */
+  readonly rows: (params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  /** The number of rows it changed. */
+  readonly affected: (params: ReadonlyArray<unknown>) => Effect.Effect<number, SqlError>
+}
+
 export interface Service {
   /** The rows a statement returns. */
   readonly rows: <A extends object>(statement: Statement<A>) => Effect.Effect<ReadonlyArray<A>, SqlError>
@@ -56,11 +63,9 @@ export interface Service {
   readonly atomic: AtomicRunner
   /**
    * A statement whose SQL text never changes, compiled (and, where the driver can, prepared)
-   * once: the result runs it with new parameters, in the order the statement binds them.
+   * once: the result runs it with new parameters, in the order its text binds them.
    */
-  readonly prepare: <A extends object>(
-    statement: Statement<A>,
-  ) => (params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  readonly prepare: <A extends object>(statement: Statement<A>) => Prepared<A>
   /** Says what went wrong in a failure of this executor. */
   readonly explain: (error: SqlError) => Failure
 }
@@ -150,17 +155,32 @@ export const fromSqlClient = (client: SqlClient.SqlClient): Service => {
       ),
     prepare: (statement) => {
       const [text] = statement.compile()
-      return (params) => sql.unsafe(text, params)
+      return {
+        rows: (params) => sql.unsafe(text, params),
+        affected: (params) => Effect.map(sql.unsafe(text, params).raw, (raw) => resultOf(raw).affected),
+      }
     },
     explain: explainGeneric,
   }
 }
 
-/** The executor of the `SqlClient` in the context, unless the context already has one. */
-export const layerFromSqlClient: Layer.Layer<SqlExecutor, never, SqlClient.SqlClient> = Layer.effect(
-  SqlExecutor,
-  Effect.map(SqlClient.SqlClient, fromSqlClient),
-)
+/**
+ * Where a client keeps the executor it should be run with (this package's SQLite and rqlite
+ * clients): a property of the client itself, never looked up in the context.
+ */
+export const ExecutorId: unique symbol = Symbol.for("effect-kv/SqlExecutor/ExecutorId")
+
+/** A client that brings its own executor. */
+export interface WithExecutor {
+  readonly [ExecutorId]: Service
+}
+
+const hasExecutor = (client: SqlClient.SqlClient): client is SqlClient.SqlClient & WithExecutor =>
+  ExecutorId in client
+
+/** The executor of `client`: its own when it brings one, else the generic one. */
+export const executorOf = (client: SqlClient.SqlClient): Service =>
+  hasExecutor(client) ? client[ExecutorId] : fromSqlClient(client)
 
 /** A failure of `executor` during `operation`, as the store reports it (the client's own words). */
 export const storeError = (
