@@ -45,7 +45,7 @@ const innermost = (issue: ParseResult.ParseIssue): string | undefined => {
  * A refinement whose failure reads as one sentence: `problem` says what is wrong with a value
  * (`undefined`: nothing). Every failure of the Schema, of the base type too, is that sentence.
  */
-const checked = <A, I>(base: Schema.Schema<A, I>, problem: (value: unknown) => string | undefined) =>
+export const checked = <A, I>(base: Schema.Schema<A, I>, problem: (value: unknown) => string | undefined) =>
   base.pipe(
     Schema.filter((value) => problem(value) === undefined, {
       message: (issue) => ({
@@ -71,7 +71,31 @@ const text = (what: string, options: { readonly empty: boolean; readonly maxByte
 /** A key, type or other name: non-empty, well-formed, no NUL, at most {@link maxNameBytes} bytes. */
 export const name = (what: string) => text(what, { empty: false, maxBytes: maxNameBytes })
 
-export const Key = name("key")
+/** A record's key. */
+export const Key = name("key").pipe(Schema.brand("effect-kv/Key"))
+export type Key = typeof Key.Type
+
+/** A record type (the explicit `type` of a write, a filter of reads and the stream). */
+export const RecordType = name("type").pipe(Schema.brand("effect-kv/RecordType"))
+export type RecordType = typeof RecordType.Type
+
+export const LockName = name("lock name").pipe(Schema.brand("effect-kv/LockName"))
+export type LockName = typeof LockName.Type
+export const LockHolder = name("lock holder").pipe(Schema.brand("effect-kv/LockHolder"))
+export type LockHolder = typeof LockHolder.Type
+
+export const TaskId = name("task id").pipe(Schema.brand("effect-kv/TaskId"))
+export type TaskId = typeof TaskId.Type
+export const TaskName = name("task name").pipe(Schema.brand("effect-kv/TaskName"))
+export type TaskName = typeof TaskName.Type
+export const RunnerId = name("runner id").pipe(Schema.brand("effect-kv/RunnerId"))
+export type RunnerId = typeof RunnerId.Type
+
+/** A consumer (`streamName`) and an instance of it (`consumerName`, the lock holder). */
+export const StreamName = name("stream name").pipe(Schema.brand("effect-kv/StreamName"))
+export type StreamName = typeof StreamName.Type
+export const ConsumerName = name("consumer name").pipe(Schema.brand("effect-kv/ConsumerName"))
+export type ConsumerName = typeof ConsumerName.Type
 
 /** Names separated by commas (`a,b`), each checked like {@link name}; at least one. */
 export const nameList = (what: string) => {
@@ -97,6 +121,14 @@ export const nameList = (what: string) => {
 /** A prefix or range bound: like a key, but it may be empty and has no length limit. */
 export const bound = (what: string) => text(what, { empty: true })
 
+export const Prefix = bound("prefix").pipe(Schema.brand("effect-kv/Prefix"))
+export type Prefix = typeof Prefix.Type
+/** The bounds of a range, `from <= key < to`. */
+export const From = bound("from").pipe(Schema.brand("effect-kv/From"))
+export type From = typeof From.Type
+export const To = bound("to").pipe(Schema.brand("effect-kv/To"))
+export type To = typeof To.Type
+
 const integer = (what: string, min: number, expected: string) =>
   checked(Schema.Number, (n) =>
     typeof n === "number" && Number.isSafeInteger(n) && n >= min
@@ -105,14 +137,22 @@ const integer = (what: string, min: number, expected: string) =>
   )
 
 /** `-1` (write unconditionally), `0` (only create) or the version to replace. */
-export const Version = integer("version", -1, "-1, 0 or a positive integer")
+export const Version = integer("version", -1, "-1, 0 or a positive integer").pipe(
+  Schema.brand("effect-kv/Version"),
+)
+export type Version = typeof Version.Type
 
-export const Offset = integer("offset", 0, "a non-negative integer")
+export const Offset = integer("offset", 0, "a non-negative integer").pipe(Schema.brand("effect-kv/Offset"))
+export type Offset = typeof Offset.Type
 
 /** `-1`: no limit. */
-export const Limit = integer("limit", -1, "-1 (no limit) or a non-negative integer")
+export const Limit = integer("limit", -1, "-1 (no limit) or a non-negative integer").pipe(
+  Schema.brand("effect-kv/Limit"),
+)
+export type Limit = typeof Limit.Type
 
-export const Seq = integer("seq", 0, "a non-negative integer")
+export const Seq = integer("seq", 0, "a non-negative integer").pipe(Schema.brand("effect-kv/Seq"))
+export type Seq = typeof Seq.Type
 
 /** A positive whole number (counts of records, operations, workers, retries). */
 export const positive = (what: string) => integer(what, 1, "a positive integer")
@@ -140,6 +180,39 @@ export const PositiveDuration = Schema.transformOrFail(Schema.Unknown, Schema.Du
   },
   encode: ParseResult.succeed,
 }).annotations({ message: (issue) => ({ message: innermost(issue) ?? "invalid duration", override: true }) })
+
+/** A positive duration as whole milliseconds (rounded up): how leases and delays are stored. */
+export const Millis = PositiveDuration.pipe(
+  Schema.transform(Schema.Number, {
+    strict: true,
+    decode: (duration) => Math.ceil(Duration.toMillis(duration)),
+    encode: (millis) => Duration.millis(millis),
+  }),
+  Schema.brand("effect-kv/Millis"),
+)
+export type Millis = typeof Millis.Type
+
+const earliestTime = Date.parse("0001-01-01T00:00:00.000Z")
+const latestTime = Date.parse("9999-12-31T23:59:59.999Z")
+
+/** A time every backend stores, as epoch milliseconds: a valid `Date` in the years 1 to 9999. */
+export const storedTime = (what: string) =>
+  checked(Schema.DateFromSelf, (date) =>
+    date instanceof Date && date.getTime() >= earliestTime && date.getTime() <= latestTime
+      ? undefined
+      : `${what} must be a valid Date between the years 1 and 9999`,
+  ).pipe(
+    Schema.transform(Schema.Number, {
+      strict: true,
+      decode: (date) => date.getTime(),
+      encode: (millis) => new Date(millis),
+    }),
+    Schema.brand("effect-kv/StoredTime"),
+  )
+export type StoredTime = Schema.Schema.Type<ReturnType<typeof storedTime>>
+
+/** Whether a time in epoch milliseconds is one every backend stores. */
+export const isStorable = (millis: number): boolean => millis >= earliestTime && millis <= latestTime
 
 /** A duration as people type it: `500ms`, `10s`, `5m`, `1h30m`; longer than zero. */
 export const DurationText = Schema.transformOrFail(Schema.String, Schema.DurationFromSelf, {
@@ -239,12 +312,14 @@ const jsonSchema = (what: string, check: (json: string) => string | undefined = 
   })
 
 /** A value as the JSON text it is stored as. */
-export const Value = jsonSchema("the value")
+export const Value = jsonSchema("the value").pipe(Schema.brand("effect-kv/Json"))
+export type Json = typeof Value.Type
 
 /** A merge patch (RFC 7396) as JSON text: a JSON object. */
 export const MergePatch = jsonSchema("a patch", (json) =>
   json.startsWith("{") ? undefined : "a patch must be a JSON object",
-)
+).pipe(Schema.brand("effect-kv/MergePatch"))
+export type MergePatch = typeof MergePatch.Type
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
@@ -253,6 +328,79 @@ export const MergePatch = jsonSchema("a patch", (json) =>
 /** The first problem of a failed decoding, in the Schema's own words. */
 export const describeIssue = (issue: ParseResult.ParseIssue): string =>
   ParseResult.TreeFormatter.formatIssueSync(issue)
+
+/** A field of {@link args} that may be absent (`undefined` stays `undefined`). */
+export interface Optional<A, I> {
+  readonly _tag: "Optional"
+  readonly schema: Schema.Schema<A, I>
+}
+
+export const optional = <A, I>(schema: Schema.Schema<A, I>): Optional<A, I> => ({
+  _tag: "Optional",
+  schema,
+})
+
+type Field = Schema.Schema<any, any> | Optional<any, any>
+const isOptional = (field: Field): field is Optional<any, any> =>
+  (field as { _tag?: unknown })._tag === "Optional"
+type Decoded<F> = F extends Optional<infer A, any> ? A | undefined : Schema.Schema.Type<F>
+type OptionalKeys<Fields> = {
+  [K in keyof Fields]: Fields[K] extends Optional<any, any> ? K : never
+}[keyof Fields]
+type ArgsInput<Fields> = { readonly [K in Exclude<keyof Fields, OptionalKeys<Fields>>]: unknown } & {
+  readonly [K in OptionalKeys<Fields>]?: unknown
+}
+
+/**
+ * One decoder for a method's arguments, given as an object: each field is decoded in the order
+ * listed and the first failure is an `InvalidArgumentError` with that field's message (the
+ * same sentence as the field's own Schema gives). Cheaper than a `Schema.Struct`, which the
+ * store's hot paths would notice.
+ */
+export const args = <const Fields extends Record<string, Field>>(
+  fields: Fields,
+): ((
+  input: ArgsInput<Fields>,
+) => Effect.Effect<{ readonly [K in keyof Fields]: Decoded<Fields[K]> }, InvalidArgumentError>) => {
+  const decoders = Object.entries(fields).map(([name, field]) => {
+    const optional = isOptional(field)
+    const decode = ParseResult.decodeUnknownEither(isOptional(field) ? field.schema : field)
+    return { name, optional, decode }
+  })
+  return (input) => {
+    const output: Record<string, unknown> = {}
+    for (const { decode, name, optional } of decoders) {
+      const value = (input as Record<string, unknown>)[name]
+      if (optional && value === undefined) {
+        output[name] = undefined
+        continue
+      }
+      const result = decode(value)
+      if (Either.isLeft(result)) {
+        return Effect.fail(new InvalidArgumentError({ message: describeIssue(result.left) }))
+      }
+      output[name] = result.right
+    }
+    return Effect.succeed(output as any)
+  }
+}
+
+/**
+ * `decode`, remembering the last input it accepted and its result: a caller that passes the same
+ * value on every call (a runner its id, lease and task names, on every poll) has it checked
+ * once. Inputs are compared with `===` (an array is remembered as that array).
+ */
+export const remembered = <A>(
+  decode: (input: unknown) => Effect.Effect<A, InvalidArgumentError>,
+): ((input: unknown) => Effect.Effect<A, InvalidArgumentError>) => {
+  let last: { readonly input: unknown; readonly output: Effect.Effect<A> } | undefined
+  return (input) => {
+    if (last !== undefined && last.input === input) return last.output
+    return Effect.tap(decode(input), (output) => {
+      last = { input, output: Effect.succeed(output) }
+    })
+  }
+}
 
 /** A decoder whose failure is an `InvalidArgumentError` with the Schema's message. */
 export const decoder = <A, I>(

@@ -146,6 +146,8 @@ export interface Acquired extends StoredPosition {
 
 /** The records after a consumer's position, read at one instant with the stream's bounds. */
 export interface StreamWindow extends StoredPosition {
+  /** Whether the reader holds a live lock at this read (`false` when no reader was named). */
+  readonly held: boolean
   readonly records: ReadonlyArray<StreamRecord>
   /** The lowest seq in the stream (trimmed records are gone); `undefined` when it is empty. */
   readonly firstSeq: number | undefined
@@ -159,40 +161,52 @@ export type CommitOutcome =
   | { readonly _tag: "NotHeld"; readonly holder: string | null }
   | { readonly _tag: "Moved" }
 
+/**
+ * The storage of consumers. Its arguments are checked by the callers in this module (once per
+ * instance, or per administrative call): they arrive branded.
+ */
 export interface ConsumerStorageService {
   /**
-   * Takes the lock of `name` for `holder` (created at position 0 if new) when it is free,
-   * expired or already `holder`'s (then extended); `None` while another holder's lock is live.
+   * Takes the lock of `name` for `holder` for `lockMillis` (created at position 0 if new) when
+   * it is free, expired or already `holder`'s (then extended); `None` while another holder's
+   * lock is live.
    */
   readonly acquire: (
-    name: string,
-    holder: string,
-    duration: Duration.DurationInput,
+    name: Arg.StreamName,
+    holder: Arg.ConsumerName,
+    lockMillis: Arg.Millis,
   ) => Fails<Option.Option<Acquired>>
   /** Extends the lock while `holder` holds it; `false` when it does not. */
-  readonly extend: (name: string, holder: string, duration: Duration.DurationInput) => Fails<boolean>
+  readonly extend: (name: Arg.StreamName, holder: Arg.ConsumerName, lockMillis: Arg.Millis) => Fails<boolean>
   /** Releases the lock: `holder`'s only, or (`None`) whoever holds it. `true` when it was held. */
-  readonly release: (name: string, holder: Option.Option<string>) => Fails<boolean>
+  readonly release: (name: Arg.StreamName, holder: Option.Option<Arg.ConsumerName>) => Fails<boolean>
   /**
    * Up to `limit` records (`-1`: all) of `ofType` ("all": every type) after `after`, or (`None`)
-   * after the committed position (0 for an unknown consumer).
+   * after the committed position (0 for an unknown consumer); `reader`: the instance to tell
+   * whether it holds the lock at this read.
    */
   readonly read: (
-    name: string,
-    after: Option.Option<number>,
-    ofType: string,
-    limit: number,
+    name: Arg.StreamName,
+    after: Option.Option<Arg.Seq>,
+    ofType: Arg.RecordType,
+    limit: Arg.Limit,
+    reader: Option.Option<Arg.ConsumerName>,
   ) => Fails<StreamWindow>
   /**
    * Sets the position to `seq` if `holder` holds a live lock and the position is at `version`.
    * A `seq` beyond the stream's latest is an `InvalidArgumentError`.
    */
-  readonly commit: (name: string, holder: string, version: number, seq: number) => Fails<CommitOutcome>
+  readonly commit: (
+    name: Arg.StreamName,
+    holder: Arg.ConsumerName,
+    version: number,
+    seq: Arg.Seq,
+  ) => Fails<CommitOutcome>
   /** Sets the position to `seq` whoever holds the lock (creates the consumer if new). */
-  readonly move: (name: string, seq: number) => Fails<void>
-  readonly status: (name: string) => Fails<Option.Option<ConsumerStatus>>
+  readonly move: (name: Arg.StreamName, seq: Arg.Seq) => Fails<void>
+  readonly status: (name: Arg.StreamName) => Fails<Option.Option<ConsumerStatus>>
   /** Deletes the consumer (position and lock); `true` when it existed. */
-  readonly delete: (name: string) => Fails<boolean>
+  readonly delete: (name: Arg.StreamName) => Fails<boolean>
   /** Signals appends to the stream (this process's, and other processes' where the backend can tell). */
   readonly changes: Effect.Effect<Signal, never, Scope.Scope>
 }
@@ -206,14 +220,23 @@ export class ConsumerStorage extends Context.Tag("effect-kv/ConsumerStorage")<
 // Arguments
 // ---------------------------------------------------------------------------------------------
 
-const decodeStreamName = Arg.decoder(Arg.name("stream name"))
-const decodeConsumerName = Arg.decoder(Arg.name("consumer name"))
-const decodeOfType = Arg.decoder(Arg.name("type"))
+const decodeStreamName = Arg.decoder(Arg.StreamName)
+const decodeInstance = Arg.args({
+  streamName: Arg.StreamName,
+  consumerName: Arg.ConsumerName,
+  ofType: Arg.RecordType,
+  lockDuration: Arg.Millis,
+})
 const decodeBatchSize = Arg.decoder(Arg.positive("batch size"))
-const decodeLimit = Arg.decoder(Arg.Limit)
+const decodePeek = Arg.args({ streamName: Arg.StreamName, ofType: Arg.RecordType, limit: Arg.Limit })
+const decodeMove = Arg.args({ streamName: Arg.StreamName, seq: Arg.Seq })
 const decodeSeq = Arg.decoder(Arg.Seq)
-const decodeDuration = Arg.decoder(Arg.PositiveDuration)
-const decodeCommitMode = Arg.decoder(CommitMode)
+const decodeStreamOptions = Arg.args({
+  commitMode: CommitMode,
+  batchSize: Arg.positive("batch size"),
+  pollInterval: Arg.PositiveDuration,
+  standbyInterval: Arg.PositiveDuration,
+})
 
 // ---------------------------------------------------------------------------------------------
 // An instance
@@ -289,18 +312,25 @@ const makeInstance = (
 ): Effect.Effect<Instance, InvalidArgumentError, ConsumerStorage> =>
   Effect.gen(function* () {
     const storage = yield* ConsumerStorage
-    const streamName = yield* decodeStreamName(options.streamName)
-    const consumerName = yield* decodeConsumerName(options.consumerName)
-    const ofType = yield* decodeOfType(options.ofType ?? "all")
-    const lockDuration = yield* decodeDuration(options.lockDuration ?? defaultLockDuration)
-    const lockMillis = Math.ceil(Duration.toMillis(lockDuration))
+    // checked once: every call below takes the checked names
+    const { consumerName, lockDuration, ofType, streamName } = yield* decodeInstance({
+      streamName: options.streamName,
+      consumerName: options.consumerName,
+      ofType: options.ofType ?? "all",
+      lockDuration: options.lockDuration ?? defaultLockDuration,
+    })
+    const lockMillis = lockDuration
+    const reader = Option.some(consumerName)
     // A held lock is extended once a third of it has passed: reads in between cost no write.
-    // Commits check the lock in the database, so a stale lease can never commit.
+    // Each read still asks the database whether this instance holds the lock (in the same
+    // statement), so a lock taken away meanwhile is noticed at the next read, and commits
+    // check it again.
     const lease = yield* Ref.make<Lease>(Option.none())
     // the position this instance last read or committed, with its version (for `commitUpTo`)
     const known = yield* Ref.make<StoredPosition>({ position: 0, version: 0 })
 
     const renewed = (now: number): Lease => Option.some({ renewAt: now + lockMillis / 3 })
+    const forgetLease = Ref.set(lease, Option.none())
 
     /** Whether this instance holds the lock (still, or anew), taking or extending it when due. */
     const hold: Effect.Effect<"held" | "taken" | "not-held", InvalidArgumentError | StoreError> = Effect.gen(
@@ -308,25 +338,47 @@ const makeInstance = (
         const now = yield* Clock.currentTimeMillis
         const current = yield* Ref.get(lease)
         if (Option.isSome(current) && now < current.value.renewAt) return "held"
-        const acquired = yield* storage.acquire(streamName, consumerName, lockDuration)
+        const acquired = yield* storage.acquire(streamName, consumerName, lockMillis)
         yield* Ref.set(lease, Option.isSome(acquired) ? renewed(now) : Option.none())
         if (Option.isNone(acquired)) return "not-held"
         return acquired.value.extended && Option.isSome(current) ? "held" : "taken"
       },
     )
 
+    const notHeld = Effect.map(storage.status(streamName), (status): ConsumerBatch => {
+      const position = Option.match(status, { onNone: () => 0, onSome: (s) => s.position })
+      const version = Option.match(status, { onNone: () => 0, onSome: (s) => s.version })
+      return { held: false, position, version, records: [], through: position }
+    })
+
+    /**
+     * Reads the next batch while this instance holds the lock: after `after` while it held it
+     * all along, else after the committed position (another instance may have moved it).
+     */
+    const readHeld = (after: Option.Option<number>, limit: Arg.Limit) =>
+      Effect.gen(function* () {
+        const holding = yield* hold
+        if (holding === "not-held") return Option.none()
+        const start = holding === "held" ? (after as Option.Option<Arg.Seq>) : Option.none()
+        const window = yield* storage.read(streamName, start, ofType, limit, reader)
+        return window.held ? Option.some({ start, window }) : Option.none()
+      })
+
     const getAfter = (after: Option.Option<number>, batchSize: number) =>
       Effect.gen(function* () {
-        const limit = yield* decodeBatchSize(batchSize)
-        const holding = yield* hold
-        if (holding === "not-held") {
-          const status = yield* storage.status(streamName)
-          const position = Option.match(status, { onNone: () => 0, onSome: (s) => s.position })
-          const version = Option.match(status, { onNone: () => 0, onSome: (s) => s.version })
-          return { held: false, position, version, records: [], through: position } satisfies ConsumerBatch
+        const limit = (yield* decodeBatchSize(batchSize)) as unknown as Arg.Limit
+        let read = yield* readHeld(after, limit)
+        if (Option.isNone(read) && Option.isSome(yield* Ref.get(lease))) {
+          // the database says the lock is not ours (an operator released it, another instance
+          // took it): forget the lease and ask for the lock again
+          yield* forgetLease
+          read = yield* readHeld(Option.none(), limit)
         }
-        const start = holding === "held" ? after : Option.none()
-        const window = yield* storage.read(streamName, start, ofType, limit)
+        if (Option.isNone(read)) {
+          yield* forgetLease
+          return yield* notHeld
+        }
+        const { start, window } = read.value
         const from = Option.getOrElse(start, () => window.position)
         yield* gapAfter(streamName, from, window)
         yield* Ref.set(known, { position: window.position, version: window.version })
@@ -350,7 +402,7 @@ const makeInstance = (
           case "Committed":
             return yield* Ref.set(known, { position: checked, version: position.version + 1 })
           case "NotHeld":
-            yield* Ref.set(lease, Option.none())
+            yield* forgetLease
             return yield* new ConsumerLockLostError({ streamName, consumerName, holder: outcome.holder })
           case "Moved":
             return yield* new ConsumerMovedError({
@@ -360,8 +412,6 @@ const makeInstance = (
             })
         }
       })
-
-    const forgetLease = Ref.set(lease, Option.none())
 
     return {
       streamName,
@@ -374,11 +424,11 @@ const makeInstance = (
       commitUpTo: (seq) => Effect.flatMap(Ref.get(known), (position) => commitAt(position, seq)),
       status: storage.status(streamName),
       delete: Effect.zipLeft(storage.delete(streamName), forgetLease),
-      unlock: Effect.zipLeft(storage.release(streamName, Option.some(consumerName)), forgetLease),
+      unlock: Effect.zipLeft(storage.release(streamName, reader), forgetLease),
       refresh: Effect.gen(function* () {
         if (Option.isNone(yield* Ref.get(lease))) return false
         const now = yield* Clock.currentTimeMillis
-        const extended = yield* storage.extend(streamName, consumerName, lockDuration)
+        const extended = yield* storage.extend(streamName, consumerName, lockMillis)
         yield* Ref.set(lease, extended ? renewed(now) : Option.none())
         return extended
       }),
@@ -462,10 +512,17 @@ export const stream = (
     Effect.gen(function* () {
       const storage = yield* ConsumerStorage
       const consumer = yield* makeInstance(options)
-      const mode = yield* decodeCommitMode(options.commitMode ?? "batch")
-      const batchSize = yield* decodeBatchSize(options.batchSize ?? defaultBatchSize)
-      const pollInterval = yield* decodeDuration(options.pollInterval ?? defaultPollInterval)
-      const standbyInterval = yield* decodeDuration(options.standbyInterval ?? defaultStandbyInterval)
+      const {
+        batchSize,
+        commitMode: mode,
+        pollInterval,
+        standbyInterval,
+      } = yield* decodeStreamOptions({
+        commitMode: options.commitMode ?? "batch",
+        batchSize: options.batchSize ?? defaultBatchSize,
+        pollInterval: options.pollInterval ?? defaultPollInterval,
+        standbyInterval: options.standbyInterval ?? defaultStandbyInterval,
+      })
 
       const changes = yield* storage.changes
       yield* Effect.addFinalizer(() =>
@@ -597,7 +654,7 @@ export const run = <E, R>(
 export const status = (
   streamName: string,
 ): Effect.Effect<Option.Option<ConsumerStatus>, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) => storage.status(streamName))
+  Effect.flatMap(ConsumerStorage, (storage) => Effect.flatMap(decodeStreamName(streamName), storage.status))
 
 /**
  * The records the consumer would read next, without taking its lock (from seq 1 for an unknown
@@ -613,11 +670,19 @@ export const peek = (
 > =>
   Effect.gen(function* () {
     const storage = yield* ConsumerStorage
-    const name = yield* decodeStreamName(streamName)
-    const ofType = yield* decodeOfType(options.ofType ?? "all")
-    const limit = yield* decodeLimit(options.limit ?? -1)
-    const window = yield* storage.read(name, Option.none(), ofType, limit)
-    yield* gapAfter(name, window.position, window)
+    const checked = yield* decodePeek({
+      streamName,
+      ofType: options.ofType ?? "all",
+      limit: options.limit ?? -1,
+    })
+    const window = yield* storage.read(
+      checked.streamName,
+      Option.none(),
+      checked.ofType,
+      checked.limit,
+      Option.none(),
+    )
+    yield* gapAfter(checked.streamName, window.position, window)
     return window.records
   })
 
@@ -630,13 +695,17 @@ export const commit = (
   streamName: string,
   seq: number,
 ): Effect.Effect<void, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) => storage.move(streamName, seq))
+  Effect.flatMap(ConsumerStorage, (storage) =>
+    Effect.flatMap(decodeMove({ streamName, seq }), (checked) =>
+      storage.move(checked.streamName, checked.seq),
+    ),
+  )
 
 /** Deletes the consumer (position and lock); `true` when it existed. */
 const remove = (
   streamName: string,
 ): Effect.Effect<boolean, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) => storage.delete(streamName))
+  Effect.flatMap(ConsumerStorage, (storage) => Effect.flatMap(decodeStreamName(streamName), storage.delete))
 
 export { remove as delete }
 
@@ -644,4 +713,6 @@ export { remove as delete }
 export const unlock = (
   streamName: string,
 ): Effect.Effect<boolean, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) => storage.release(streamName, Option.none()))
+  Effect.flatMap(ConsumerStorage, (storage) =>
+    Effect.flatMap(decodeStreamName(streamName), (name) => storage.release(name, Option.none())),
+  )

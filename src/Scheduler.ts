@@ -51,7 +51,11 @@ const TaskSchema = Schema.Struct({
   /** Failed attempts that are retried; the next failure after that ends the task `failed`. */
   maxRetries: Schema.Number,
   timeoutSeconds: Schema.Number,
-  /** The runner holding the task (`running`), or the last one that held it; `null` when none. */
+  /**
+   * The runner holding the task while it is `running`; once it finished (completed, failed, or
+   * cancelled while running), the runner that held it last. `null` while `pending`: a task given
+   * back or due for a retry belongs to no runner.
+   */
   lockedBy: Schema.NullOr(Schema.String),
   lockedAt: optionalDate,
   /** While `running`: when the lock expires unless its runner extends it. */
@@ -76,18 +80,54 @@ export interface TaskOptions {
 export const defaultTaskMaxRetries = 3
 export const defaultTaskTimeout = Duration.seconds(300)
 
-const decodeTaskName = Arg.decoder(Arg.name("task name"))
-const decodeTaskId = Arg.decoder(Arg.name("task id"))
-const decodePayload = Arg.decoder(Arg.Value)
-const decodeMaxRetries = Arg.decoder(Arg.nonNegative("max retries"))
-const decodeTimeout = Arg.decoder(Arg.PositiveDuration)
-const decodeDelay = Arg.decoder(Arg.PositiveDuration)
+/** What a new task stores, checked: the payload as JSON text, times in epoch milliseconds. */
+export interface CheckedTask {
+  readonly id: Arg.TaskId
+  readonly name: Arg.TaskName
+  readonly payload: Arg.Json
+  readonly maxRetries: number
+  readonly timeoutSeconds: number
+  readonly created: Arg.StoredTime
+  readonly scheduledFor: Arg.StoredTime
+}
 
-const invalid = (message: string) => new InvalidArgumentError({ message })
+const decodeTask = Arg.args({
+  name: Arg.TaskName,
+  payload: Arg.Value,
+  id: Arg.TaskId,
+  maxRetries: Arg.nonNegative("max retries"),
+  timeoutSeconds: Arg.checked(Schema.Number, (n) =>
+    typeof n === "number" && Number.isFinite(n) && n > 0
+      ? undefined
+      : `timeoutSeconds must be a positive number, got ${String(n)}`,
+  ),
+  created: Arg.storedTime("created"),
+  scheduledFor: Arg.storedTime("scheduledFor"),
+})
 
-/** Times every backend stores: the years 1 to 9999 (NaN is not). */
-const inRange = (millis: number) =>
-  millis >= Date.parse("0001-01-01T00:00:00.000Z") && millis <= Date.parse("9999-12-31T23:59:59.999Z")
+/**
+ * The tasks `Task.make` built and checked, with what they store, so that `create` does not
+ * check them again. They are frozen: the checked form stays true to the task.
+ */
+const checkedTasks = new WeakMap<Task, CheckedTask>()
+
+/** The stored form of a new task: as `Task.make` checked it, else checked now. */
+export const checkTask = (task: Task): Effect.Effect<CheckedTask, InvalidArgumentError> => {
+  const checked = checkedTasks.get(task)
+  return checked !== undefined ? Effect.succeed(checked) : decodeTask(task)
+}
+
+const decodeMade = Arg.args({
+  name: Arg.TaskName,
+  payload: Arg.Value,
+  id: Arg.optional(Arg.TaskId),
+  maxRetries: Arg.nonNegative("max retries"),
+  timeout: Arg.PositiveDuration,
+})
+const decodeSchedule = Arg.args({
+  scheduledFor: Arg.optional(Arg.storedTime("scheduledFor")),
+  delay: Arg.optional(Arg.Millis),
+})
 
 /**
  * A new pending task named `name` (the handler that runs it) with a JSON payload: a random id,
@@ -99,32 +139,48 @@ const make = (
   options: TaskOptions = {},
 ): Effect.Effect<Task, InvalidArgumentError> =>
   Effect.gen(function* () {
-    const checkedName = yield* decodeTaskName(name)
-    yield* decodePayload(payload)
-    const id = options.id === undefined ? crypto.randomUUID() : yield* decodeTaskId(options.id)
-    const maxRetries = yield* decodeMaxRetries(options.maxRetries ?? defaultTaskMaxRetries)
-    const timeout = yield* decodeTimeout(options.timeout ?? defaultTaskTimeout)
+    const made = yield* decodeMade({
+      name,
+      payload,
+      id: options.id,
+      maxRetries: options.maxRetries ?? defaultTaskMaxRetries,
+      timeout: options.timeout ?? defaultTaskTimeout,
+    })
     if (options.scheduledFor !== undefined && options.delay !== undefined) {
-      return yield* invalid("give scheduledFor or delay, not both")
+      return yield* new InvalidArgumentError({ message: "give scheduledFor or delay, not both" })
     }
-    if (options.scheduledFor !== undefined && !inRange(options.scheduledFor.getTime())) {
-      return yield* invalid("scheduledFor must be a valid Date between the years 1 and 9999")
-    }
+    const { delay, scheduledFor } = yield* decodeSchedule(options)
     const now = yield* Clock.currentTimeMillis
-    const delay = options.delay === undefined ? 0 : Duration.toMillis(yield* decodeDelay(options.delay))
-    return {
-      id,
-      name: checkedName,
+    const due = scheduledFor ?? now + (delay ?? 0)
+    if (!Arg.isStorable(due)) {
+      return yield* new InvalidArgumentError({
+        message: "scheduledFor must be a valid Date between the years 1 and 9999",
+      })
+    }
+    const checked: CheckedTask = {
+      id: made.id ?? (crypto.randomUUID() as Arg.TaskId),
+      name: made.name,
+      payload: made.payload,
+      maxRetries: made.maxRetries,
+      timeoutSeconds: Duration.toMillis(made.timeout) / 1000,
+      created: now as Arg.StoredTime,
+      scheduledFor: due as Arg.StoredTime,
+    }
+    const task: Task = Object.freeze({
+      id: checked.id,
+      name: checked.name,
       payload,
       status: "pending",
       created: new Date(now),
-      scheduledFor: options.scheduledFor ?? new Date(now + Math.ceil(delay)),
+      scheduledFor: new Date(due),
       lastError: null,
       retryCount: 0,
-      maxRetries,
-      timeoutSeconds: Duration.toMillis(timeout) / 1000,
+      maxRetries: checked.maxRetries,
+      timeoutSeconds: checked.timeoutSeconds,
       lockedBy: null,
-    } satisfies Task
+    })
+    checkedTasks.set(task, checked)
+    return task
   })
 
 /** The `Task` Schema, and `Task.make` to build a new task. */

@@ -148,8 +148,15 @@ export interface StoreService {
   readonly get: (key: string) => Fails<Option.Option<KvRecord>>
   /** Any number of keys; missing keys are absent from the map. */
   readonly getBatch: (keys: Iterable<string>) => Fails<ReadonlyMap<string, KvRecord>>
-  /** Keys starting with `prefix`, ordered by key; `%`, `_` and `\` are ordinary characters. */
-  readonly getPrefix: (prefix: string, page?: Page) => Fails<ReadonlyArray<KvRecord>>
+  /**
+   * Keys starting with `prefix`, ordered by key; `%`, `_` and `\` are ordinary characters. With
+   * `type`, only the records of that type (the page counts those).
+   */
+  readonly getPrefix: (
+    prefix: string,
+    page?: Page,
+    options?: { readonly type?: string | undefined },
+  ) => Fails<ReadonlyArray<KvRecord>>
   /** `from <= key < to`, ordered by key. */
   readonly getRange: (from: string, to: string, page?: Page) => Fails<ReadonlyArray<KvRecord>>
   /** Records of one type; `"all"` means every record. */

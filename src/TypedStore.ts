@@ -13,6 +13,7 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as Arg from "./Arguments.js"
@@ -75,10 +76,18 @@ const identifierOf = (schema: Schema.Schema.Any): Option.Option<string> => {
   )
 }
 
-const decodeTypeName = Arg.decoder(Arg.name("type"))
+const decodeTypeName = Arg.decoder(Arg.RecordType)
 const decodePatch = Arg.decoder(Arg.MergePatch)
-const decodeOffset = Arg.decoder(Arg.Offset)
-const decodeLimit = Arg.decoder(Arg.Limit)
+
+/**
+ * An unconditional typed patch that lost a race to another write reads and tries again: soon,
+ * spread out (jittered, at most 100 ms apart) and not forever (then the mismatch is the answer).
+ */
+const patchRetry = Schedule.exponential("2 millis").pipe(
+  Schedule.union(Schedule.spaced("100 millis")),
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(50)),
+)
 
 /** RFC 7396 on plain JSON values. */
 const mergePatch = (target: unknown, patch: unknown): unknown => {
@@ -169,19 +178,12 @@ export const typed = <A, I>(
         // unconditional (-1): retried when another write came between the read and the write
         version === -1
           ? Effect.retry(patchOnce(key, -1, patch), {
+              schedule: patchRetry,
               while: (error) => error._tag === "VersionMismatchError",
             })
           : patchOnce(key, version, patch),
       delete: (...keys) => store.delete(...keys),
-      getPrefix: (prefix, page) =>
-        Effect.gen(function* () {
-          const offset = page?.offset ?? 0
-          const limit = page?.limit ?? -1
-          yield* decodeOffset(offset)
-          yield* decodeLimit(limit)
-          const records = (yield* store.getPrefix(prefix)).filter(ofType)
-          return yield* decodeAll(records.slice(offset, limit < 0 ? undefined : offset + limit))
-        }),
+      getPrefix: (prefix, page) => Effect.flatMap(store.getPrefix(prefix, page, { type }), decodeAll),
       list: (page) => Effect.flatMap(store.getType(type, page), decodeAll),
       stream: (seq, limit) =>
         Effect.flatMap(store.stream(type, seq, limit), (records) =>

@@ -241,6 +241,46 @@ export const consumerSuite = (
       }),
     )
 
+    it.effect("a read says held only while this instance holds the lock in the database", () =>
+      Effect.gen(function* () {
+        yield* startAtEnd("unlocked")
+        const seqs = yield* write("unlocked", 2)
+        const c1 = yield* Consumer.make({
+          streamName: "unlocked",
+          consumerName: "c1",
+          lockDuration: "30 seconds",
+        })
+        const c2 = yield* Consumer.make({
+          streamName: "unlocked",
+          consumerName: "c2",
+          lockDuration: "30 seconds",
+        })
+        assert.isTrue((yield* c1.get(10)).held)
+        // an operator releases the lock (meant for an instance that died), and c2 takes it
+        assert.isTrue(yield* Consumer.unlock("unlocked"))
+        const taken = yield* c2.get(10)
+        assert.isTrue(taken.held)
+        assert.deepStrictEqual(seqsOf(taken.records), seqs)
+        // well within c1's own idea of its lease: c1 must not read as the holder
+        yield* TestClock.adjust("5 seconds")
+        const stale = yield* c1.get(10)
+        assert.isFalse(stale.held)
+        assert.deepStrictEqual(stale.records, [])
+        assert.strictEqual(yield* lockHolderOf("unlocked"), "c2")
+        // released with nobody waiting: the next read of c1 takes the lock again
+        assert.isTrue(yield* c2.unlock)
+        yield* Consumer.unlock("unlocked")
+        const again = yield* c1.get(10)
+        assert.isTrue(again.held)
+        assert.strictEqual(yield* lockHolderOf("unlocked"), "c1")
+        // and an operator's delete is noticed the same way
+        yield* Consumer.delete("unlocked")
+        yield* c2.get(10)
+        yield* TestClock.adjust("5 seconds")
+        assert.isFalse((yield* c1.get(10)).held)
+      }),
+    )
+
     it.effect("an operator's commit moves a running instance: its next commit fails, then it reads on", () =>
       Effect.gen(function* () {
         yield* startAtEnd("moved")

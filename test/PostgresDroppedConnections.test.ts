@@ -1,9 +1,10 @@
 /**
  * Dropped connections on PostgreSQL: the server ends the store's connections
  * (`pg_terminate_backend` on the scratch database, as a failover, a restart or an
- * administrator would) while the store works. The operation in flight fails with a
- * `StoreError` (never a defect, never a hang), and the next operations succeed on new
- * connections.
+ * administrator would) while the store works. A read in flight is sent once more, on a new
+ * connection; a write in flight fails with a `StoreError` whose reason says its outcome is
+ * unknown (it is never sent again); nothing is a defect or hangs, and the next operations
+ * succeed on new connections.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
@@ -15,7 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import pg from "pg"
 import * as KvPostgres from "../src/layers/Postgres.js"
-import { Store, type StoreService } from "../src/Store.js"
+import { Store, type StoreError, type StoreService } from "../src/Store.js"
 import { createScratchDatabase } from "./support/postgres.js"
 
 /** An admin connection to the scratch database (not the store's). */
@@ -56,15 +57,33 @@ const noHang = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.timeoutFail(effect, { duration: "20 seconds", onTimeout: () => new Error("the operation hung") })
 
 /** The failure of an exit: a StoreError, not a defect or an interruption. */
-const expectStoreError = <A>(exit: Exit.Exit<A, unknown>) => {
+const expectStoreError = <A>(exit: Exit.Exit<A, unknown>): StoreError => {
   assert.isTrue(Exit.isFailure(exit), "expected the operation to fail")
-  if (Exit.isFailure(exit)) {
-    assert.isFalse(Cause.isDie(exit.cause), `a defect: ${Cause.pretty(exit.cause)}`)
-    const error = Cause.failureOption(exit.cause)
-    assert.isTrue(Option.isSome(error), Cause.pretty(exit.cause))
-    assert.strictEqual((Option.getOrThrow(error) as { _tag: string })._tag, "StoreError")
-  }
+  assert.isFalse(Exit.isFailure(exit) && Cause.isDie(exit.cause), "a defect")
+  const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+  assert.isTrue(Option.isSome(error), Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "")
+  const failure = Option.getOrThrow(error) as StoreError
+  assert.strictEqual(failure._tag, "StoreError")
+  return failure
 }
+
+/** Waits until one of the store's statements waits for a lock on the server. */
+const untilWaiting = (admin: pg.Client) =>
+  Effect.repeat(
+    Effect.promise(() =>
+      admin.query(
+        `SELECT count(*) AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'effect-kv' AND wait_event_type = 'Lock'`,
+      ),
+    ),
+    { until: (result) => Number(result.rows[0].n) > 0 },
+  ).pipe(
+    Effect.timeoutFail({
+      duration: "15 seconds",
+      onTimeout: () => new Error("no statement of the store came to wait for the lock"),
+    }),
+    Effect.orDie,
+  )
 
 /** A version-checked increment of `key`, retried on a mismatch (the next operations' work). */
 const increment = (store: StoreService, key: string) =>
@@ -93,21 +112,28 @@ describe("PostgreSQL: the server drops the store's connections", () => {
       yield* Effect.promise(() => locker.query("BEGIN"))
       yield* Effect.promise(() => locker.query(`SELECT 1 FROM kv_records WHERE "key" = 'dc/held' FOR UPDATE`))
       const blocked = yield* Effect.fork(noHang(store.put("dc/held", 1, 1)))
-      // wait until the write is waiting on the lock
-      yield* Effect.repeat(
-        Effect.promise(() =>
-          admin.query(
-            `SELECT count(*) AS n FROM pg_stat_activity
-             WHERE datname = current_database() AND application_name = 'effect-kv' AND wait_event_type = 'Lock'`,
-          ),
-        ),
-        { until: (result) => Number(result.rows[0].n) > 0 },
-      )
+      yield* untilWaiting(admin)
       assert.isAbove(yield* terminateOthers(admin), 0)
-      expectStoreError(yield* Fiber.await(blocked))
+      const lost = expectStoreError(yield* Fiber.await(blocked))
+      // it reached the server: only the caller can find out whether it was applied
+      assert.strictEqual(lost.reason, "unknown-outcome")
+      assert.include(lost.message, "may or may not have been applied")
       yield* Effect.promise(() => locker.query("ROLLBACK"))
       // nothing was written by the failed operation
       assert.strictEqual(Option.getOrThrow(yield* store.get("dc/held")).version, 1)
+
+      // 1b. A read in flight: it waits for another client's table lock when its connection is
+      //     ended; it is sent again on a new connection and succeeds once the lock is gone.
+      yield* Effect.promise(() => locker.query("BEGIN"))
+      yield* Effect.promise(() => locker.query("LOCK TABLE kv_records IN ACCESS EXCLUSIVE MODE"))
+      const reading = yield* Effect.fork(noHang(store.get("dc/held")))
+      yield* untilWaiting(admin)
+      assert.isAbove(yield* terminateOthers(admin), 0)
+      // the read is sent again and waits for the lock once more
+      yield* untilWaiting(admin)
+      yield* Effect.promise(() => locker.query("ROLLBACK"))
+      const read = yield* Fiber.join(reading)
+      assert.strictEqual(Option.getOrThrow(read).version, 1)
 
       // 2. The next operations succeed on new connections.
       assert.strictEqual((yield* noHang(store.put("dc/held", 1, 1))).version, 2)

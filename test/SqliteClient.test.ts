@@ -7,7 +7,12 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import Sqlite from "better-sqlite3"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { KvSql, Mutation, Store } from "../src/index.js"
@@ -20,6 +25,26 @@ const onFile = layerOnScratch(
   (dir) =>
     KvSql.layer().pipe(Layer.provideMerge(KvSqlite.layerClient({ filename: path.join(dir, "data.db") }))),
 )
+
+/** The store on a file, with a short busy timeout, and the file's name (for another connection). */
+const onFileNamed = (busyTimeout: Duration.DurationInput) =>
+  Layer.unwrapScoped(
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-busy-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })),
+      ),
+      (dir) => {
+        const filename = path.join(dir, "data.db")
+        return Layer.merge(
+          KvSql.layerOn().pipe(Layer.provideMerge(KvSqlite.layerClient({ filename, busyTimeout }))),
+          Layer.succeed(DatabaseFile, filename),
+        )
+      },
+    ),
+  )
+
+class DatabaseFile extends Context.Tag("test/DatabaseFile")<DatabaseFile, string>() {}
 
 class Rollback {
   readonly _tag = "Rollback"
@@ -89,5 +114,46 @@ describe("SqliteClient guard", () => {
         assert.strictEqual(yield* store.countPrefix("guard/"), acknowledged.length + 1)
       }).pipe(Effect.provide(onFile)),
     { timeout: 120_000 },
+  )
+
+  it.live(
+    "a put retried after SQLITE_BUSY does not join a transaction another fiber opened meanwhile",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const sql = yield* SqlClient.SqlClient
+        const filename = yield* DatabaseFile
+        yield* sql`CREATE TABLE side (n INTEGER NOT NULL)`
+        // another process holds the write lock: the put fails with SQLITE_BUSY and waits to retry
+        const other = new Sqlite(filename)
+        yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+        other.prepare("BEGIN IMMEDIATE").run()
+        const put = yield* Effect.fork(store.put("busy/k", 0, { written: true }))
+        yield* Effect.sleep("5 millis")
+        // the lock goes; at once a fiber of this process opens a transaction that stays open
+        // across the put's retry, then rolls back
+        other.prepare("ROLLBACK").run()
+        const opened = yield* Deferred.make<void>()
+        const transaction = yield* Effect.fork(
+          sql
+            .withTransaction(
+              Effect.gen(function* () {
+                yield* sql`INSERT INTO side (n) VALUES (1)`
+                yield* Deferred.succeed(opened, undefined)
+                yield* Effect.sleep("300 millis")
+                return yield* Effect.fail(new Rollback())
+              }),
+            )
+            .pipe(Effect.flip),
+        )
+        yield* Deferred.await(opened)
+        const written = yield* Fiber.join(put)
+        assert.strictEqual(written.version, 1)
+        assert.strictEqual((yield* Fiber.join(transaction))._tag, "Rollback")
+        // the put was acknowledged, so it must be there: not rolled back with the transaction
+        assert.deepStrictEqual(Option.getOrThrow(yield* store.get("busy/k")).value, { written: true })
+        assert.deepStrictEqual(yield* sql`SELECT count(*) AS n FROM side`, [{ n: 0 }])
+      }).pipe(Effect.scoped, Effect.provide(onFileNamed("10 millis"))),
+    { timeout: 60_000 },
   )
 })

@@ -1,26 +1,26 @@
 /**
  * The one SQL implementation of `ConsumerStorage`, for every backend.
  *
- * Every operation is ONE statement, atomic on its own on every backend (rqlite has no
- * interactive transactions):
+ * Its arguments are checked once, by `Consumer.ts` (branded); its statements are compiled once
+ * with named parameters (`statements.ts`). Every operation is ONE statement, atomic on its own
+ * on every backend (rqlite has no interactive transactions):
  * - the lock is an upsert of the consumer's row that only takes it when it is free, expired
  *   or already the caller's (the same rule as the store's locks);
  * - a commit is an UPDATE guarded by the holder, the lock's expiry, the version the instance
  *   read and the stream's end, so an instance that lost its lock (or read a position an
  *   operator moved since) changes nothing; only when it changed nothing is the row read
  *   again, to say why;
- * - a read returns the consumer's position, the stream's first and latest seq and the next
- *   records from one snapshot (one SELECT), so a trim between "where am I" and "what comes
- *   next" cannot hide a gap.
+ * - a read returns the consumer's position, whether the reader holds the lock, the stream's
+ *   first and latest seq and the next records from one snapshot (one SELECT), so a trim
+ *   between "where am I" and "what comes next" cannot hide a gap, and a lock taken away since
+ *   the reader last looked is noticed at that read.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Arg from "../Arguments.js"
 import {
   type Acquired,
   type CommitOutcome,
@@ -33,12 +33,16 @@ import { InvalidArgumentError, type StreamAction } from "../Store.js"
 import { SqlExecutor } from "./executor.js"
 import {
   failuresOf,
+  isPostgres,
+  limitBinder,
+  parseRows,
   type StreamRow,
   type TimeValue as Time,
   timeBinder,
   toDate,
   toStreamRecord,
 } from "./sqlShared.js"
+import * as Statements from "./statements.js"
 import { Wakeup } from "./wakeup.js"
 
 /** Epoch milliseconds of a time a row holds. */
@@ -61,6 +65,8 @@ interface ConsumerRow {
 interface WindowRow {
   readonly consumer_position: Int | null
   readonly consumer_version: Int | null
+  /** Whether the reader holds a live lock (1/true), as the database says at this read. */
+  readonly held: number | boolean | string | null
   readonly first_seq: Int | null
   readonly latest_seq: Int | null
   readonly seq: Int | null
@@ -73,37 +79,28 @@ interface WindowRow {
 }
 
 const toNumber = (value: Int | null): number => Number(value ?? 0)
-
-const decodeName = Arg.decoder(Arg.name("stream name"))
-const decodeHolder = Arg.decoder(Arg.name("consumer name"))
-const decodeType = Arg.decoder(Arg.name("type"))
-const decodeLimit = Arg.decoder(Arg.Limit)
-const decodeSeq = Arg.decoder(Arg.Seq)
-const decodeDuration = Arg.decoder(Arg.PositiveDuration)
+const isTrue = (value: number | boolean | string | null | undefined) =>
+  value === true || value === 1 || value === "1" || value === "t" || value === "true"
 
 export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlClient | SqlExecutor | Wakeup> =
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const executor = yield* SqlExecutor
+    const { compiled } = Statements.make(sql, executor)
     const wakeup = yield* Wakeup
-    const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+    const isPg = isPostgres(sql)
 
     /** Wraps backend failures once, keeping the cause and the client's own words. */
     const run = failuresOf(executor)
 
     /** SQLite keeps epoch milliseconds, PostgreSQL timestamptz. */
     const time = timeBinder(sql)
-
-    const lockMillis = (duration: Duration.DurationInput) =>
-      Effect.map(decodeDuration(duration), (checked) => Math.ceil(Duration.toMillis(checked)))
+    const limit = limitBinder(sql)
 
     /** The latest seq ever written (0 when never): the stream's counter. */
     const latestSeq: Fragment = isPg
       ? sql`(SELECT "seq" FROM kv_stream_counter WHERE "id" = 1)`
       : sql`COALESCE((SELECT "seq" FROM sqlite_sequence WHERE "name" = 'kv_stream'), 0)`
-
-    const noLimit = (limit: number): Fragment =>
-      isPg ? sql`LIMIT ${limit < 0 ? null : limit}` : sql`LIMIT ${limit}`
 
     const statusOf = (row: ConsumerRow, now: number): ConsumerStatus => {
       const live =
@@ -121,37 +118,119 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
       }
     }
 
+    // --- statements ---------------------------------------------------------------------
+
+    const selectConsumer = compiled<{ name: string }, ConsumerRow>(
+      ({ name }) => sql`SELECT "name", "position", "version", "locked_by", "locked_at", "lock_expires_at",
+        "created", "updated", ${latestSeq} AS "latest_seq" FROM kv_consumers WHERE "name" = ${name}`,
+    )
     const selectStatus = (name: string) =>
       Effect.gen(function* () {
-        const rows = yield* executor.rows(
-          sql<ConsumerRow>`SELECT "name", "position", "version", "locked_by", "locked_at", "lock_expires_at",
-            "created", "updated", ${latestSeq} AS "latest_seq" FROM kv_consumers WHERE "name" = ${name}`,
-        )
+        const rows = yield* selectConsumer.rows({ name })
         const now = yield* Clock.currentTimeMillis
-        return Option.map(Option.fromNullable(rows[0]), (row) => statusOf(row, now))
+        const found = yield* parseRows("kv_consumers", rows.slice(0, 1), (row) => statusOf(row, now))
+        return Option.fromNullable(found[0])
       })
 
+    // Taken when free or expired; extended (same lockedAt) by the same holder.
+    const acquireLock = compiled<
+      { name: string; holder: string; now: number | Date; expires: number | Date },
+      { position: Int; version: Int; locked_at: Time }
+    >(
+      (p) => sql`INSERT INTO kv_consumers
+          ("name", "position", "version", "locked_by", "locked_at", "lock_expires_at", "created", "updated")
+        VALUES (${p.name}, 0, 0, ${p.holder}, ${p.now}, ${p.expires}, ${p.now}, ${p.now})
+        ON CONFLICT ("name") DO UPDATE SET
+          "locked_by" = excluded."locked_by",
+          "locked_at" = CASE WHEN kv_consumers."locked_by" = excluded."locked_by"
+            AND kv_consumers."lock_expires_at" > excluded."locked_at"
+            THEN kv_consumers."locked_at" ELSE excluded."locked_at" END,
+          "lock_expires_at" = excluded."lock_expires_at"
+        WHERE kv_consumers."locked_by" IS NULL OR kv_consumers."locked_by" = excluded."locked_by"
+          OR kv_consumers."lock_expires_at" <= excluded."locked_at"
+        RETURNING "position", "version", "locked_at"`,
+    )
+    const extendLock = compiled<{ name: string; holder: string; now: number | Date; expires: number | Date }>(
+      (p) => sql`UPDATE kv_consumers SET "lock_expires_at" = ${p.expires}
+        WHERE "name" = ${p.name} AND "locked_by" = ${p.holder} AND "lock_expires_at" > ${p.now}`,
+    )
+    const releaseLock = {
+      byHolder: compiled<{ name: string; holder: string; now: number | Date }>(
+        (p) => sql`UPDATE kv_consumers SET "locked_by" = NULL, "locked_at" = NULL, "lock_expires_at" = NULL
+          WHERE "name" = ${p.name} AND "locked_by" = ${p.holder} AND "lock_expires_at" > ${p.now}`,
+      ),
+      anyone: compiled<{ name: string; now: number | Date }>(
+        (p) => sql`UPDATE kv_consumers SET "locked_by" = NULL, "locked_at" = NULL, "lock_expires_at" = NULL
+          WHERE "name" = ${p.name} AND "locked_by" IS NOT NULL AND "lock_expires_at" > ${p.now}`,
+      ),
+    }
+
+    interface Window {
+      readonly name: string
+      /** Read after this seq; `null`: after the committed position. */
+      readonly after: number | null
+      /** The reader, to say whether it holds the lock; `null`: nobody asks. */
+      readonly holder: string | null
+      readonly now: number | Date
+      readonly limit: number | null
+      readonly type: string
+    }
+    // One statement, one snapshot: the position, the lock, the stream's bounds and the records.
+    const window = (typed: boolean) =>
+      compiled<Window, WindowRow>((p) => {
+        const from = isPg
+          ? sql`COALESCE(${p.after}::bigint, (SELECT "position" FROM kv_consumers WHERE "name" = ${p.name}), 0)`
+          : sql`COALESCE(${p.after}, (SELECT "position" FROM kv_consumers WHERE "name" = ${p.name}), 0)`
+        const ofType = typed ? sql`AND "type" = ${p.type}` : sql.literal("")
+        const holder = isPg ? sql`${p.holder}::text` : sql`${p.holder}`
+        return sql`SELECT c."position" AS "consumer_position", c."version" AS "consumer_version",
+            COALESCE(c."locked_by" = ${holder} AND c."lock_expires_at" > ${p.now}, FALSE) AS "held",
+            (SELECT MIN("seq") FROM kv_stream) AS "first_seq", ${latestSeq} AS "latest_seq",
+            s."seq", s."action", s."key", s."version", s."value", s."type", s."created"
+          FROM (SELECT 1 AS "one") AS d
+          LEFT JOIN kv_consumers AS c ON c."name" = ${p.name}
+          LEFT JOIN (
+            SELECT "seq", "action", "key", "version", "value", "type", "created" FROM kv_stream
+            WHERE "seq" > ${from} ${ofType} ORDER BY "seq" LIMIT ${p.limit}
+          ) AS s ON 1 = 1
+          ORDER BY s."seq"`
+      })
+    const windows = { all: window(false), typed: window(true) }
+
+    const commitPosition = compiled<{
+      name: string
+      holder: string
+      version: number
+      position: number
+      now: number | Date
+    }>(
+      (p) => sql`UPDATE kv_consumers SET "position" = ${p.position}, "version" = "version" + 1,
+          "updated" = ${p.now}
+        WHERE "name" = ${p.name} AND "locked_by" = ${p.holder} AND "lock_expires_at" > ${p.now}
+          AND "version" = ${p.version} AND ${p.position} <= ${latestSeq}`,
+    )
+    const selectLatest = compiled<object, { n: Int }>(() => sql`SELECT ${latestSeq} AS "n"`)
+    const movePosition = compiled<{ name: string; position: number; now: number | Date }>(
+      (p) => sql`INSERT INTO kv_consumers
+          ("name", "position", "version", "locked_by", "locked_at", "lock_expires_at", "created", "updated")
+        VALUES (${p.name}, ${p.position}, 0, NULL, NULL, NULL, ${p.now}, ${p.now})
+        ON CONFLICT ("name") DO UPDATE SET "position" = excluded."position",
+          "version" = kv_consumers."version" + 1, "updated" = excluded."updated"`,
+    )
+    const deleteConsumer = compiled<{ name: string }>(
+      ({ name }) => sql`DELETE FROM kv_consumers WHERE "name" = ${name}`,
+    )
+
+    // --- the service -------------------------------------------------------------------
+
     const service: ConsumerStorageService = {
-      acquire: (name, holder, duration) =>
+      acquire: (name, holder, lockMillis) =>
         Effect.gen(function* () {
-          const consumer = yield* decodeName(name)
-          const lockedBy = yield* decodeHolder(holder)
-          const millis = yield* lockMillis(duration)
           const now = yield* Clock.currentTimeMillis
-          // Taken when free or expired; extended (same lockedAt) by the same holder.
-          const acquired = sql<{ position: Int; version: Int; locked_at: Time }>`INSERT INTO kv_consumers
-              ("name", "position", "version", "locked_by", "locked_at", "lock_expires_at", "created", "updated")
-            VALUES (${consumer}, 0, 0, ${lockedBy}, ${time(now)}, ${time(now + millis)}, ${time(now)}, ${time(now)})
-            ON CONFLICT ("name") DO UPDATE SET
-              "locked_by" = excluded."locked_by",
-              "locked_at" = CASE WHEN kv_consumers."locked_by" = excluded."locked_by"
-                AND kv_consumers."lock_expires_at" > excluded."locked_at"
-                THEN kv_consumers."locked_at" ELSE excluded."locked_at" END,
-              "lock_expires_at" = excluded."lock_expires_at"
-            WHERE kv_consumers."locked_by" IS NULL OR kv_consumers."locked_by" = excluded."locked_by"
-              OR kv_consumers."lock_expires_at" <= excluded."locked_at"
-            RETURNING "position", "version", "locked_at"`
-          const rows = yield* run("consumer acquire", executor.rows(acquired))
+          const rows = yield* run(
+            "consumer acquire",
+            acquireLock.rows({ name, holder, now: time(now), expires: time(now + lockMillis) }),
+          )
           return Option.map(
             Option.fromNullable(rows[0]),
             (row): Acquired => ({
@@ -163,77 +242,72 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
           )
         }),
 
-      extend: (name, holder, duration) =>
+      extend: (name, holder, lockMillis) =>
         Effect.gen(function* () {
-          const consumer = yield* decodeName(name)
-          const lockedBy = yield* decodeHolder(holder)
-          const millis = yield* lockMillis(duration)
           const now = yield* Clock.currentTimeMillis
-          const extended = sql`UPDATE kv_consumers SET "lock_expires_at" = ${time(now + millis)}
-            WHERE "name" = ${consumer} AND "locked_by" = ${lockedBy} AND "lock_expires_at" > ${time(now)}`
-          return (yield* run("consumer extend", executor.affected(extended))) === 1
+          const extended = extendLock.affected({
+            name,
+            holder,
+            now: time(now),
+            expires: time(now + lockMillis),
+          })
+          return (yield* run("consumer extend", extended)) === 1
         }),
 
       release: (name, holder) =>
         Effect.gen(function* () {
-          const consumer = yield* decodeName(name)
-          const byHolder = Option.isSome(holder)
-            ? sql`AND "locked_by" = ${yield* decodeHolder(holder.value)}`
-            : sql`AND "locked_by" IS NOT NULL`
-          const now = yield* Clock.currentTimeMillis
-          const released = sql`UPDATE kv_consumers SET "locked_by" = NULL, "locked_at" = NULL, "lock_expires_at" = NULL
-            WHERE "name" = ${consumer} ${byHolder} AND "lock_expires_at" > ${time(now)}`
-          return (yield* run("consumer unlock", executor.affected(released))) === 1
+          const now = time(yield* Clock.currentTimeMillis)
+          const released = Option.isSome(holder)
+            ? releaseLock.byHolder.affected({ name, holder: holder.value, now })
+            : releaseLock.anyone.affected({ name, now })
+          return (yield* run("consumer unlock", released)) === 1
         }),
 
-      read: (name, after, ofType, limit) =>
+      read: (name, after, ofType, count, reader) =>
         Effect.gen(function* () {
-          const consumer = yield* decodeName(name)
-          const type = yield* decodeType(ofType)
-          const checkedLimit = yield* decodeLimit(limit)
-          const from = Option.isSome(after)
-            ? sql`${yield* decodeSeq(after.value)}`
-            : sql`COALESCE((SELECT "position" FROM kv_consumers WHERE "name" = ${consumer}), 0)`
-          const typed = type === "all" ? sql.literal("") : sql`AND "type" = ${type}`
-          // One statement, one snapshot: the position, the stream's bounds and the records.
-          const window = sql<WindowRow>`SELECT c."position" AS "consumer_position", c."version" AS "consumer_version",
-              (SELECT MIN("seq") FROM kv_stream) AS "first_seq", ${latestSeq} AS "latest_seq",
-              s."seq", s."action", s."key", s."version", s."value", s."type", s."created"
-            FROM (SELECT 1 AS "one") AS d
-            LEFT JOIN kv_consumers AS c ON c."name" = ${consumer}
-            LEFT JOIN (
-              SELECT "seq", "action", "key", "version", "value", "type", "created" FROM kv_stream
-              WHERE "seq" > ${from} ${typed} ORDER BY "seq" ${noLimit(checkedLimit)}
-            ) AS s ON 1 = 1
-            ORDER BY s."seq"`
-          const rows = yield* run("consumer read", executor.rows(window))
+          const now = yield* Clock.currentTimeMillis
+          const bound: Window = {
+            name,
+            after: Option.getOrNull(after),
+            holder: Option.getOrNull(reader),
+            now: time(now),
+            limit: limit(count),
+            type: ofType,
+          }
+          const rows = yield* run(
+            "consumer read",
+            ofType === "all" ? windows.all.rows(bound) : windows.typed.rows(bound),
+          )
           const head = rows[0]
+          const records = yield* run(
+            "consumer read",
+            parseRows(
+              "kv_stream",
+              rows.filter((row): row is WindowRow & StreamRow => row.seq !== null),
+              toStreamRecord,
+            ),
+          )
           return {
             position: toNumber(head?.consumer_position ?? 0),
             version: toNumber(head?.consumer_version ?? 0),
+            held: isTrue(head?.held),
             firstSeq:
               head?.first_seq === null || head?.first_seq === undefined ? undefined : Number(head.first_seq),
             latestSeq: toNumber(head?.latest_seq ?? 0),
-            records: rows.filter((row): row is WindowRow & StreamRow => row.seq !== null).map(toStreamRecord),
+            records,
           } satisfies StreamWindow
         }),
 
-      commit: (name, holder, version, seq) =>
+      commit: (name, holder, version, position) =>
         Effect.gen(function* () {
-          const consumer = yield* decodeName(name)
-          const lockedBy = yield* decodeHolder(holder)
-          const position = yield* decodeSeq(seq)
           const now = yield* Clock.currentTimeMillis
-          const committed = sql`UPDATE kv_consumers SET "position" = ${position}, "version" = "version" + 1,
-              "updated" = ${time(now)}
-            WHERE "name" = ${consumer} AND "locked_by" = ${lockedBy} AND "lock_expires_at" > ${time(now)}
-              AND "version" = ${version} AND ${position} <= ${latestSeq}`
-          if ((yield* run("consumer commit", executor.affected(committed))) === 1) {
+          const committed = commitPosition.affected({ name, holder, version, position, now: time(now) })
+          if ((yield* run("consumer commit", committed)) === 1) {
             return { _tag: "Committed" } satisfies CommitOutcome
           }
           // nothing changed: say why
-          const status = yield* run("consumer commit", selectStatus(consumer))
-          if (Option.isNone(status) || status.value.lockedBy !== lockedBy) {
+          const status = yield* run("consumer commit", selectStatus(name))
+          if (Option.isNone(status) || status.value.lockedBy !== holder) {
             const holder = Option.isSome(status) ? status.value.lockedBy : null
             return { _tag: "NotHeld", holder } satisfies CommitOutcome
           }
@@ -241,41 +315,24 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
           return yield* beyondEnd(position, status.value.latestSeq)
         }),
 
-      move: (name, seq) =>
+      move: (name, position) =>
         Effect.gen(function* () {
-          const consumer = yield* decodeName(name)
-          const position = yield* decodeSeq(seq)
           // the stream's end only grows: a seq within it now stays within it
           const latest = yield* run(
             "consumer commit",
-            Effect.map(executor.rows(sql<{ n: Int }>`SELECT ${latestSeq} AS "n"`), (rows) =>
-              toNumber(rows[0]?.n ?? 0),
-            ),
+            Effect.map(selectLatest.rows({}), (rows) => toNumber(rows[0]?.n ?? 0)),
           )
           if (position > latest) return yield* beyondEnd(position, latest)
           const now = yield* Clock.currentTimeMillis
-          yield* run(
-            "consumer commit",
-            executor.affected(sql`INSERT INTO kv_consumers
-                ("name", "position", "version", "locked_by", "locked_at", "lock_expires_at", "created", "updated")
-              VALUES (${consumer}, ${position}, 0, NULL, NULL, NULL, ${time(now)}, ${time(now)})
-              ON CONFLICT ("name") DO UPDATE SET "position" = excluded."position",
-                "version" = kv_consumers."version" + 1, "updated" = excluded."updated"`),
-          )
+          yield* run("consumer commit", movePosition.affected({ name, position, now: time(now) }))
         }),
 
-      status: (name) =>
-        Effect.flatMap(decodeName(name), (consumer) => run("consumer status", selectStatus(consumer))),
+      status: (name) => run("consumer status", selectStatus(name)),
 
       delete: (name) =>
-        Effect.flatMap(decodeName(name), (consumer) =>
-          run(
-            "consumer delete",
-            Effect.map(
-              executor.affected(sql`DELETE FROM kv_consumers WHERE "name" = ${consumer}`),
-              (deleted) => deleted === 1,
-            ),
-          ),
+        run(
+          "consumer delete",
+          Effect.map(deleteConsumer.affected({ name }), (deleted) => deleted === 1),
         ),
 
       changes: wakeup.subscribe("stream"),

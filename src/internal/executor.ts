@@ -9,11 +9,13 @@
  * Raw result shapes and error shapes never leak above this module.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import type { Statement } from "@effect/sql/Statement"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import { StoreError } from "../Store.js"
 
 /** What one statement of a batch produced: its rows (a query or `RETURNING`) and the rows it changed. */
@@ -121,8 +123,50 @@ const codeOf = (u: unknown): string | undefined => {
   return Array.isArray(errors) ? codeOf(errors[0]) : undefined
 }
 
+/**
+ * The cause of a write whose connection was lost after it was sent: it may or may not have
+ * been applied, and only the caller can find out (it is never sent again).
+ */
+export class WriteOutcomeUnknown extends Data.TaggedError("WriteOutcomeUnknown")<{
+  /** Where the write went and what happened, without passwords. */
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return (
+      `the outcome of the write is unknown: ${this.detail}. It may or may not have been applied; ` +
+      "read the data back before retrying it"
+    )
+  }
+}
+
+/** Whether `error` (a `StoreError`, a `SqlError`, ...) is a write whose outcome is unknown. */
+export const isOutcomeUnknown = (error: unknown): boolean => {
+  for (let u = error, depth = 0; typeof u === "object" && u !== null && depth < 5; depth++) {
+    if ((u as { _tag?: unknown })._tag === "WriteOutcomeUnknown") return true
+    u = (u as { cause?: unknown }).cause
+  }
+  return false
+}
+
+/**
+ * Failures of a connection that was open (it dropped, or the server ended it): a statement on
+ * it may have reached the server. A connection that could not be made is not one of them.
+ */
+const lostCodes = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT"])
+const lostStates = /^(?:08003|08006|57P01|57P02)$/
+const isLostConnection = (error: SqlError): boolean => {
+  const code = codeOf(error.cause)
+  const inner = messageOf(error.cause) ?? ""
+  return (
+    (code !== undefined && (lostCodes.has(code) || lostStates.test(code))) ||
+    (/Connection terminated/i.test(inner) && !/connection timeout/i.test(inner))
+  )
+}
+
 /** The explanation for drivers that wrap every failure in one generic SqlError message. */
 export const explainGeneric = (error: SqlError): Failure => {
+  if (isOutcomeUnknown(error)) return { reason: "unknown-outcome", detail: error.message }
   const inner = messageOf(error.cause)
   const isGeneric = genericMessage.test(error.message)
   const detail = inner === undefined ? error.message : isGeneric ? inner : `${error.message}: ${inner}`
@@ -141,28 +185,73 @@ export const explainGeneric = (error: SqlError): Failure => {
  */
 export const fromSqlClient = (client: SqlClient.SqlClient): Service => {
   const sql = client.withoutTransforms()
+  const rows = <A extends object>(text: string, params: ReadonlyArray<unknown>) =>
+    onceMore(text, sql.unsafe<A>(text, params).withoutTransform)
+  const affected = (text: string, params: ReadonlyArray<unknown>) =>
+    onceMore(
+      text,
+      Effect.map(sql.unsafe(text, params).raw, (raw) => resultOf(raw).affected),
+    )
   return {
-    rows: (statement) => statement,
-    affected: (statement) => Effect.map(statement.raw, (raw) => resultOf(raw).affected),
+    rows: <A extends object>(statement: Statement<A>) =>
+      Effect.suspend(() => rows<A>(...statement.compile())),
+    affected: (statement) => Effect.suspend(() => affected(...statement.compile())),
     atomic: (statements) =>
-      sql.withTransaction(
-        Effect.forEach(statements, (statement, index) =>
-          statement.raw.pipe(
-            Effect.map(resultOf),
-            Effect.mapError((cause) => new AtomicStatementError({ index, cause })),
+      sql
+        .withTransaction(
+          Effect.forEach(statements, (statement, index) =>
+            statement.raw.pipe(
+              Effect.map(resultOf),
+              Effect.mapError((cause) => new AtomicStatementError({ index, cause })),
+            ),
           ),
+        )
+        .pipe(
+          // a statement that failed rolled the transaction back; a lost COMMIT may have committed
+          Effect.mapError((error) => (error._tag === "SqlError" ? unknownIfLost(error) : error)),
         ),
-      ),
-    prepare: (statement) => {
+    prepare: <A extends object>(statement: Statement<A>) => {
       const [text] = statement.compile()
       return {
-        rows: (params) => sql.unsafe(text, params),
-        affected: (params) => Effect.map(sql.unsafe(text, params).raw, (raw) => resultOf(raw).affected),
+        rows: (params: ReadonlyArray<unknown>) => rows<A>(text, params),
+        affected: (params) => affected(text, params),
       }
     },
     explain: explainGeneric,
   }
 }
+
+/** Statements that only read: sending one again cannot change anything. */
+const readOnly = /^\s*SELECT\b/i
+
+/** The real clock: the pause before a read is retried is for a real pool, also under a TestClock. */
+const liveClock = Clock.make()
+
+/** A read whose connection failed is tried once more, after a pause in which the pool drops dead connections. */
+const readRetry = Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(1)))
+
+const unknownIfLost = (error: SqlError): SqlError =>
+  isLostConnection(error)
+    ? new SqlError({
+        message: new WriteOutcomeUnknown({
+          detail: `the connection was lost while the database ran it (${explainGeneric(error).detail})`,
+        }).message,
+        cause: new WriteOutcomeUnknown({ detail: "the connection was lost", cause: error }),
+      })
+    : error
+
+/**
+ * A read that failed because its connection could not be made or was lost is sent once more
+ * (on another connection of the pool); a write whose connection was lost is never sent again:
+ * its outcome is unknown.
+ */
+const onceMore = <A>(text: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+  readOnly.test(text)
+    ? Effect.retry(effect, {
+        schedule: readRetry,
+        while: (error) => explainGeneric(error).reason === "connect",
+      }).pipe(Effect.withClock(liveClock))
+    : Effect.mapError(effect, unknownIfLost)
 
 /**
  * Where a client keeps the executor it should be run with (this package's SQLite and rqlite

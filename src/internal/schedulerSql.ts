@@ -1,9 +1,11 @@
 /**
  * The one SQL implementation of `Scheduler`, for every backend.
  *
- * Statements are built with the `SqlClient` and run on the backend's `SqlExecutor`, like the
- * store's (`storeSql.ts`). Every transition is one conditional statement, so no read-then-write
- * race exists between runners, whichever process they run in:
+ * Statements are compiled once with named parameters (`statements.ts`) and run on the
+ * backend's `SqlExecutor`, like the store's (`storeSql.ts`). Arguments are decoded once per
+ * public method; a runner's id, lease and task names once per `runner(...)`, for all its
+ * polls. Every transition is one conditional statement, so no read-then-write race exists
+ * between runners, whichever process they run in:
  * - `release` and `heartbeat` update the task only `WHERE locked_by = runner AND status =
  *   'running'`; the rows they changed say whether the runner still held it.
  * - `lock` takes the earliest due pending tasks (one conditional UPDATE), and gives back
@@ -22,14 +24,16 @@
  * from the `Clock`, so `TestClock` drives due times, lock expiry and backoff on every backend.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { Fragment, Statement } from "@effect/sql/Statement"
+import type { Fragment } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Arg from "../Arguments.js"
 import {
+  checkTask,
   DuplicateTaskError,
   type ReleaseStatus,
   type RetryBackoff,
@@ -44,7 +48,18 @@ import {
 } from "../Scheduler.js"
 import { InvalidArgumentError } from "../Store.js"
 import { SqlExecutor } from "./executor.js"
-import { failuresOf, type TimeValue as Time, timeBinder, toDate } from "./sqlShared.js"
+import {
+  failuresOf,
+  inList,
+  isPostgres,
+  limitBinder,
+  listBinder,
+  parseRows,
+  type TimeValue as Time,
+  timeBinder,
+  toDate,
+} from "./sqlShared.js"
+import * as Statements from "./statements.js"
 import { Wakeup } from "./wakeup.js"
 
 interface TaskRow {
@@ -87,15 +102,17 @@ const toTask = (row: TaskRow): Task => {
   return task
 }
 
+const tasksOf = (rows: ReadonlyArray<TaskRow>) => parseRows("kv_tasks", rows, toTask)
+
 /** Earliest due first; ties in insertion order. */
-const byDue = (rows: ReadonlyArray<TaskRow>): ReadonlyArray<Task> =>
-  [...rows]
-    .sort(
+const byDue = (rows: ReadonlyArray<TaskRow>) =>
+  tasksOf(
+    [...rows].sort(
       (a, b) =>
         toDate(a.scheduled_for).getTime() - toDate(b.scheduled_for).getTime() ||
         Number(a.seq) - Number(b.seq),
-    )
-    .map(toTask)
+    ),
+  )
 
 /** The longest `lastError` kept, in characters. */
 const maxErrorLength = 4000
@@ -107,55 +124,64 @@ const errorText = (error: string): string => {
   return (cut as unknown as { toWellFormed(): string }).toWellFormed().replaceAll("\u0000", "")
 }
 
-// Argument decoders, made once.
-const decodeId = Arg.decoder(Arg.name("task id"))
-const decodeName = Arg.decoder(Arg.name("task name"))
-const decodeRunner = Arg.decoder(Arg.name("runner id"))
-const decodePayload = Arg.decoder(Arg.Value)
-const decodeMaxRetries = Arg.decoder(Arg.nonNegative("max retries"))
-const decodeDuration = Arg.decoder(Arg.PositiveDuration)
-const decodeLimit = Arg.decoder(Arg.positive("limit"))
-const decodeOffset = Arg.decoder(Arg.Offset)
-const decodePageLimit = Arg.decoder(Arg.Limit)
-
-const invalid = (message: string) => new InvalidArgumentError({ message })
-
-const decodeStatus = <S extends string>(status: unknown, allowed: ReadonlyArray<S>, what: string) =>
-  allowed.includes(status as S)
-    ? Effect.succeed(status as S)
-    : Effect.fail(invalid(`${what} must be one of ${allowed.join(", ")}, got ${JSON.stringify(status)}`))
-
-/** The times every backend stores: years 1 to 9999. */
-const earliestTime = Date.parse("0001-01-01T00:00:00.000Z")
-const latestTime = Date.parse("9999-12-31T23:59:59.999Z")
-
-const decodeDate = (date: unknown, what: string) =>
-  date instanceof Date && date.getTime() >= earliestTime && date.getTime() <= latestTime
-    ? Effect.succeed(date.getTime())
-    : Effect.fail(invalid(`${what} must be a valid Date between the years 1 and 9999`))
-
-const decodeTimeoutSeconds = (seconds: unknown) =>
-  typeof seconds === "number" && Number.isFinite(seconds) && seconds > 0
-    ? Effect.succeed(seconds)
-    : Effect.fail(invalid(`timeoutSeconds must be a positive number, got ${String(seconds)}`))
-
-const millisOf = (duration: Duration.Duration) => Math.ceil(Duration.toMillis(duration))
-
-/** The retry delays in milliseconds, checked. */
-const decodeBackoff = (backoff: RetryBackoff | undefined) =>
-  Effect.gen(function* () {
-    const initial = millisOf(yield* decodeDuration(backoff?.initial ?? Duration.minutes(1)))
-    const max = millisOf(yield* decodeDuration(backoff?.max ?? Duration.hours(1)))
-    if (max < initial) return yield* invalid("the longest retry delay must not be shorter than the first")
-    return { initial, max }
-  })
+/** One of `allowed`, for `what`. */
+const oneOf = <S extends string>(what: string, allowed: ReadonlyArray<S>) =>
+  Arg.checked(Schema.String, (value) =>
+    allowed.includes(value as S)
+      ? undefined
+      : `${what} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`,
+  ) as unknown as Schema.Schema<S, string>
 
 const releaseStatuses: ReadonlyArray<ReleaseStatus> = ["completed", "failed", "cancelled", "pending"]
 
-/** A bound value standing for argument `index` while a statement's text is compiled. */
-class Hole {
-  constructor(readonly index: number) {}
-}
+// Argument decoders, one per method, made once (a new task's: `checkTask`).
+const decodeId = Arg.decoder(Arg.TaskId)
+const decodeName = Arg.decoder(Arg.TaskName)
+const decodeNameList = (names: unknown) =>
+  names === undefined
+    ? Effect.succeed(undefined)
+    : Effect.forEach(names as ReadonlyArray<unknown>, decodeName)
+const decodeLimit = Arg.decoder(Arg.positive("limit"))
+const decodeReleaseStatus = Arg.decoder(oneOf("release status", releaseStatuses))
+
+/**
+ * What a runner passes on every poll, heartbeat and release (its id, lease and task names) is
+ * checked once per scheduler and remembered (`Arg.remembered`); the task ids and the limit
+ * change from call to call.
+ */
+const runnerDecoders = () => ({
+  runnerId: Arg.remembered(Arg.decoder(Arg.RunnerId)),
+  lockDuration: Arg.remembered(Arg.decoder(Arg.Millis)),
+  taskTypes: Arg.remembered(decodeNameList),
+})
+const decodeFilter = Arg.args({
+  status: Arg.optional(oneOf("status", taskStatuses)),
+  name: Arg.optional(Arg.TaskName),
+  offset: Arg.Offset,
+  limit: Arg.Limit,
+})
+const decodeDelay = Arg.decoder(Arg.Millis)
+
+/** The longest retry delay: far enough out for any use, near enough that due times stay dates. */
+const maxRetryDelay = Duration.toMillis(Duration.days(36525))
+
+/** The retry delays in milliseconds, checked; `shifts` is how often `initial` doubles before `max` caps it. */
+const decodeBackoff = (backoff: RetryBackoff | undefined) =>
+  Effect.gen(function* () {
+    const initial = yield* decodeDelay(backoff?.initial ?? Duration.minutes(1))
+    const max = yield* decodeDelay(backoff?.max ?? Duration.hours(1))
+    if (max < initial) {
+      return yield* new InvalidArgumentError({
+        message: "the longest retry delay must not be shorter than the first",
+      })
+    }
+    if (max > maxRetryDelay) {
+      return yield* new InvalidArgumentError({ message: "the longest retry delay must be at most 100 years" })
+    }
+    let shifts = 0
+    while (initial * 2 ** shifts < max) shifts++
+    return { initial, max, shifts }
+  })
 
 export const make = (
   backoff?: RetryBackoff,
@@ -163,9 +189,11 @@ export const make = (
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const executor = yield* SqlExecutor
+    const { compiled } = Statements.make(sql, executor)
     const wakeup = yield* Wakeup
-    const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+    const isPg = isPostgres(sql)
     const delays = yield* decodeBackoff(backoff)
+    const runnerArgs = runnerDecoders()
 
     /** Wraps backend failures once, keeping the cause and the client's own words. */
     const run = failuresOf(executor)
@@ -174,55 +202,21 @@ export const make = (
 
     /** A time as bound: epoch milliseconds (SQLite), a Date for timestamptz (PostgreSQL). */
     const time = timeBinder(sql)
+    const limit = limitBinder(sql)
+    const list = listBinder(sql)
+    const nameIn = (names: unknown) => inList(sql)(sql`"name"`, names)
     /** A bound time in SQL (typed on PostgreSQL, for CASE and COALESCE). */
     const at = (value: unknown): Fragment => (isPg ? sql`${value}::timestamptz` : sql`${value}`)
 
-    /** When a task that failed `"retry_count"` times before is retried: now + initial * 2^n, capped. */
+    /**
+     * When a task that failed `"retry_count"` times before is retried: now + initial * 2^n,
+     * capped at `max`. The exponent stops where `max` caps the delay anyway, so the product
+     * never overflows, however many retries.
+     */
     const retryAt = (now: unknown): Fragment =>
       isPg
-        ? sql`${at(now)} + LEAST(${delays.max}::bigint, ${delays.initial}::bigint << LEAST("retry_count", 40)::integer) * interval '1 millisecond'`
-        : sql`${now} + min(${delays.max}, ${delays.initial} << min("retry_count", 40))`
-
-    const limitOffset = (limit: number, offset: number): Fragment =>
-      isPg ? sql`LIMIT ${limit < 0 ? null : limit} OFFSET ${offset}` : sql`LIMIT ${limit} OFFSET ${offset}`
-
-    /**
-     * A statement whose SQL text never changes, compiled once (building and compiling a
-     * statement costs as much as running a small one): `build` receives placeholders for the
-     * arguments, the result makes the statement from the arguments, in the same order.
-     */
-    const compiledOnce = <A extends object = never>(
-      arity: number,
-      build: (...holes: Array<Hole>) => Statement<A>,
-    ): ((...args: ReadonlyArray<unknown>) => Statement<A>) => {
-      const [text, params] = build(...Array.from({ length: arity }, (_, i) => new Hole(i))).compile()
-      return (...args) =>
-        sql.unsafe<A>(
-          text,
-          params.map((param) => (param instanceof Hole ? args[param.index] : param)),
-        )
-    }
-
-    /** `compiledOnce` per number of task names (`undefined`: any name), made when first needed. */
-    const perNameCount = <A extends object>(
-      make: (
-        names: ReadonlyArray<Hole> | undefined,
-        arity: number,
-      ) => (...args: ReadonlyArray<unknown>) => Statement<A>,
-    ) => {
-      const made = new Map<number, (...args: ReadonlyArray<unknown>) => Statement<A>>()
-      return (names: ReadonlyArray<string> | undefined, ...args: ReadonlyArray<unknown>): Statement<A> => {
-        const count = names === undefined ? -1 : names.length
-        let statement = made.get(count)
-        if (statement === undefined) {
-          const holes =
-            count < 0 ? undefined : Array.from({ length: count }, (_, i) => new Hole(args.length + i))
-          statement = make(holes, args.length + Math.max(count, 0))
-          made.set(count, statement)
-        }
-        return statement(...args, ...(names ?? []))
-      }
-    }
+        ? sql`${at(now)} + LEAST(${delays.max}::bigint, ${delays.initial}::bigint << LEAST("retry_count", ${delays.shifts})::integer) * interval '1 millisecond'`
+        : sql`${now} + min(${delays.max}, ${delays.initial} << min("retry_count", ${delays.shifts}))`
 
     // --- statements ---------------------------------------------------------------------
 
@@ -230,191 +224,215 @@ export const make = (
       `"seq", "id", "name", "payload", "status", "created", "scheduled_for", "started_at", "completed_at",
       "last_error", "retry_count", "max_retries", "timeout_seconds", "locked_by", "locked_at", "lock_expires_at"`,
     )
+    const none = sql.literal("")
 
-    const selectById = compiledOnce(
-      1,
-      (id) => sql<TaskRow>`SELECT ${columns} FROM kv_tasks WHERE "id" = ${id}`,
+    const selectById = compiled<{ id: string }, TaskRow>(
+      ({ id }) => sql`SELECT ${columns} FROM kv_tasks WHERE "id" = ${id}`,
     )
     const getTask = (id: string) =>
-      Effect.map(executor.rows(selectById(id)), (rows) => Option.map(Option.fromNullable(rows[0]), toTask))
+      Effect.flatMap(selectById.rows({ id }), (rows) =>
+        Effect.map(tasksOf(rows.slice(0, 1)), (tasks) => Option.fromNullable(tasks[0])),
+      )
 
-    const insertTask = compiledOnce(
-      7,
-      (id, name, payload, created, scheduledFor, maxRetries, timeoutSeconds) =>
-        sql`INSERT INTO kv_tasks ("id", "name", "payload", "status", "created", "scheduled_for", "retry_count",
+    const insertTask = compiled<{
+      id: string
+      name: string
+      payload: string
+      created: number | Date
+      scheduledFor: number | Date
+      maxRetries: number
+      timeoutSeconds: number
+    }>(
+      (
+        p,
+      ) => sql`INSERT INTO kv_tasks ("id", "name", "payload", "status", "created", "scheduled_for", "retry_count",
           "max_retries", "timeout_seconds")
-        VALUES (${id}, ${name}, ${payload}, 'pending', ${at(created)}, ${at(scheduledFor)}, 0, ${maxRetries},
-          ${timeoutSeconds})
+        VALUES (${p.id}, ${p.name}, ${p.payload}, 'pending', ${at(p.created)}, ${at(p.scheduledFor)}, 0,
+          ${p.maxRetries}, ${p.timeoutSeconds})
         ON CONFLICT ("id") DO NOTHING`,
     )
 
     const retries = sql.literal(`"retry_count" < "max_retries"`)
 
-    // A running task whose lock expired lost its runner: a failed attempt, due again at once
-    // (no backoff: the task did not fail, and the lock's duration has passed already).
-    const expiredError = sql`'lock expired: runner ' || COALESCE("locked_by", '?') || ' stopped renewing it'`
-    const reclaimAssignments = (now: Hole) => sql`
+    /** A failed attempt: pending again while retries remain (no runner then), else failed (keeping its runner). */
+    const failedAttempt = (now: unknown, lastError: Fragment) => sql`
       "status" = CASE WHEN ${retries} THEN 'pending' ELSE 'failed' END,
       "completed_at" = CASE WHEN ${retries} THEN NULL ELSE ${at(now)} END,
       "locked_by" = CASE WHEN ${retries} THEN NULL ELSE "locked_by" END,
       "locked_at" = CASE WHEN ${retries} THEN NULL ELSE "locked_at" END,
       "lock_expires_at" = NULL,
       "retry_count" = "retry_count" + 1,
-      "last_error" = ${expiredError}`
+      "last_error" = ${lastError}`
 
-    const ofNames = (names: ReadonlyArray<Hole> | undefined): Fragment =>
-      names === undefined ? sql.literal("") : sql`AND "name" IN ${sql.in(names)}`
+    // A running task whose lock expired lost its runner: a failed attempt, due again at once
+    // (no backoff: the task did not fail, and the lock's duration has passed already).
+    const reclaimAssignments = (now: unknown) =>
+      failedAttempt(now, sql`'lock expired: runner ' || COALESCE("locked_by", '?') || ' stopped renewing it'`)
 
-    const takeAssignments = (runner: Hole, now: Hole, expires: Hole) => sql`
-      "status" = 'running', "locked_by" = ${runner}, "locked_at" = ${at(now)},
-      "lock_expires_at" = ${at(expires)}, "started_at" = ${at(now)}`
+    interface Take {
+      readonly runner: string
+      readonly now: number | Date
+      readonly expires: number | Date
+      readonly limit: number
+      /** The task names as bound by `list` (only in the variants for some names). */
+      readonly names: unknown
+    }
+    const takeAssignments = (p: Statements.Placeholders<Take>) => sql`
+      "status" = 'running', "locked_by" = ${p.runner}, "locked_at" = ${at(p.now)},
+      "lock_expires_at" = ${at(p.expires)}, "started_at" = ${at(p.now)}`
+    const ofNames = (some: boolean, names: unknown) => (some ? sql`AND ${nameIn(names)}` : none)
+
+    /** A statement per case: any task name, or some (`names`, one bound list). */
+    const byNames = <A>(make: (some: boolean) => A) => ({ any: make(false), some: make(true) })
 
     // PostgreSQL, one statement: SKIP LOCKED, so that runners taking (or giving back) at the
     // same time skip each other's rows; MATERIALIZED, so that the due tasks are chosen once (a
     // subquery the plan rescans would lock more than `limit` rows). The expired tasks given back
     // are not among those taken (one snapshot): the next lock takes them.
-    const lockPgStatement = perNameCount((names, arity) =>
-      compiledOnce(
-        arity,
-        (runner, now, expires, limit) => sql<TaskRow>`WITH reclaimed AS (
-            UPDATE kv_tasks SET ${reclaimAssignments(now!)}
-            WHERE "seq" IN (SELECT "seq" FROM kv_tasks WHERE "status" = 'running' AND "lock_expires_at" <= ${at(now)}
+    const lockPgStatement = byNames((some) =>
+      compiled<Take, TaskRow>(
+        (p) => sql`WITH reclaimed AS (
+            UPDATE kv_tasks SET ${reclaimAssignments(p.now)}
+            WHERE "seq" IN (SELECT "seq" FROM kv_tasks WHERE "status" = 'running' AND "lock_expires_at" <= ${at(p.now)}
               FOR UPDATE SKIP LOCKED)
           ), due AS MATERIALIZED (
             SELECT "seq" AS due_seq FROM kv_tasks
-            WHERE "status" = 'pending' AND "scheduled_for" <= ${at(now)} ${ofNames(names)}
-            ORDER BY "scheduled_for", "seq" LIMIT ${limit} FOR UPDATE SKIP LOCKED)
-          UPDATE kv_tasks SET ${takeAssignments(runner!, now!, expires!)} FROM due
+            WHERE "status" = 'pending' AND "scheduled_for" <= ${at(p.now)} ${ofNames(some, p.names)}
+            ORDER BY "scheduled_for", "seq" LIMIT ${p.limit} FOR UPDATE SKIP LOCKED)
+          UPDATE kv_tasks SET ${takeAssignments(p)} FROM due
           WHERE kv_tasks."seq" = due.due_seq AND kv_tasks."status" = 'pending'
           RETURNING ${columns}`,
       ),
     )
 
-    const lockPg = (
-      runner: string,
-      now: number,
-      expires: number,
-      names: ReadonlyArray<string> | undefined,
-      limit: number,
-    ) =>
-      Effect.map(executor.rows(lockPgStatement(names, runner, time(now), time(expires), limit)), (rows) => ({
-        tasks: byDue(rows),
-        reclaimed: 0, // the trigger signals tasks that became pending, this process included
-      }))
-
     // SQLite: told to take the due index (its planner would rather sort the tasks of a name)
-    const reclaimSqlite = compiledOnce(
-      1,
-      (now) =>
+    const reclaimSqlite = compiled<{ now: number }>(
+      ({ now }) =>
         sql`UPDATE kv_tasks SET ${reclaimAssignments(now)} WHERE "status" = 'running' AND "lock_expires_at" <= ${now}`,
     )
-    const takeSqlite = perNameCount((names, arity) =>
-      compiledOnce(
-        arity,
-        (runner, now, expires, token, limit) => sql`UPDATE kv_tasks
-          SET ${takeAssignments(runner!, now!, expires!)}, "lock_token" = ${token}
+    const takeSqlite = byNames((some) =>
+      compiled<Take & { token: string }>(
+        (p) => sql`UPDATE kv_tasks
+          SET ${takeAssignments(p)}, "lock_token" = ${p.token}
           WHERE "seq" IN (SELECT "seq" FROM kv_tasks INDEXED BY kv_tasks_due
-            WHERE "status" = 'pending' AND "scheduled_for" <= ${now} ${ofNames(names)}
-            ORDER BY "scheduled_for", "seq" LIMIT ${limit}) AND "status" = 'pending'`,
+            WHERE "status" = 'pending' AND "scheduled_for" <= ${p.now} ${ofNames(some, p.names)}
+            ORDER BY "scheduled_for", "seq" LIMIT ${p.limit}) AND "status" = 'pending'`,
       ),
     )
-    const selectClaimed = compiledOnce(
-      1,
-      (token) =>
+    const selectClaimed = compiled<{ token: string }, TaskRow>(
+      ({ token }) =>
         sql<TaskRow>`SELECT ${columns} FROM kv_tasks WHERE "status" = 'running' AND "lock_token" = ${token}`,
     )
 
-    const lockSqlite = (
-      runner: string,
+    /** Takes up to `limit` due tasks for `runner`; how many expired locks it gave back. */
+    const lockTasks = (
+      take: Omit<Take, "now" | "expires" | "names">,
       now: number,
-      expires: number,
+      lockMillis: number,
       names: ReadonlyArray<string> | undefined,
-      limit: number,
     ) => {
+      const bound: Take = {
+        ...take,
+        now: time(now),
+        expires: time(now + lockMillis),
+        names: names === undefined ? undefined : list(names),
+      }
+      const variant = names === undefined ? "any" : "some"
+      if (isPg) {
+        // the trigger signals tasks that became pending, this process included
+        return Effect.map(Effect.flatMap(lockPgStatement[variant].rows(bound), byDue), (tasks) => ({
+          tasks,
+          reclaimed: 0,
+        }))
+      }
       const token = crypto.randomUUID()
-      return Effect.map(
-        // the same order as on PostgreSQL: the tasks given back are the next lock's to take
+      // the same order as on PostgreSQL: the tasks given back are the next lock's to take
+      return Effect.flatMap(
         executor.atomic([
-          takeSqlite(names, runner, now, expires, token, limit),
-          reclaimSqlite(now),
-          selectClaimed(token),
+          takeSqlite[variant]({ ...bound, token }),
+          reclaimSqlite({ now }),
+          selectClaimed({ token }),
         ]),
-        (results) => ({ tasks: byDue(results[2]?.rows ?? []), reclaimed: results[1]?.affected ?? 0 }),
+        (results) =>
+          Effect.map(byDue(results[2]?.rows ?? []), (tasks) => ({
+            tasks,
+            reclaimed: results[1]?.affected ?? 0,
+          })),
       )
     }
 
-    const lockStatement = isPg ? lockPg : lockSqlite
-
+    interface Held {
+      readonly now: number | Date
+      readonly error: string | null
+      readonly id: string
+      readonly runner: string
+    }
     /** Only while `runner` holds the task. */
-    const held = (id: Hole, runner: Hole) =>
-      sql`"id" = ${id} AND "locked_by" = ${runner} AND "status" = 'running'`
+    const held = (p: Statements.Placeholders<Held>) =>
+      sql`"id" = ${p.id} AND "locked_by" = ${p.runner} AND "status" = 'running'`
 
-    // The releases, by status; each takes (now, error, id, runner).
-    const releaseStatements: Record<ReleaseStatus, (...args: ReadonlyArray<unknown>) => Statement<never>> = {
-      completed: compiledOnce(
-        4,
+    /** A final release: the task ends `status`, keeping its runner. */
+    const finished = (status: "completed" | "cancelled") =>
+      compiled<Held>(
         (
-          now,
-          error,
-          id,
-          runner,
-        ) => sql`UPDATE kv_tasks SET "status" = 'completed', "completed_at" = ${at(now)},
-          "lock_expires_at" = NULL, "last_error" = COALESCE(${error}, "last_error") WHERE ${held(id!, runner!)}`,
-      ),
-      cancelled: compiledOnce(
-        4,
-        (
-          now,
-          error,
-          id,
-          runner,
-        ) => sql`UPDATE kv_tasks SET "status" = 'cancelled', "completed_at" = ${at(now)},
-          "lock_expires_at" = NULL, "last_error" = COALESCE(${error}, "last_error") WHERE ${held(id!, runner!)}`,
-      ),
-      // a failed attempt: pending again after the backoff while retries remain, else failed
-      failed: compiledOnce(
-        4,
-        (now, error, id, runner) => sql`UPDATE kv_tasks SET
-          "status" = CASE WHEN ${retries} THEN 'pending' ELSE 'failed' END,
-          "scheduled_for" = CASE WHEN ${retries} THEN ${retryAt(now)} ELSE "scheduled_for" END,
-          "completed_at" = CASE WHEN ${retries} THEN NULL ELSE ${at(now)} END,
-          "locked_by" = CASE WHEN ${retries} THEN NULL ELSE "locked_by" END,
-          "locked_at" = CASE WHEN ${retries} THEN NULL ELSE "locked_at" END,
-          "lock_expires_at" = NULL,
-          "retry_count" = "retry_count" + 1,
-          "last_error" = COALESCE(${error}, 'failed')
-          WHERE ${held(id!, runner!)}`,
+          p,
+        ) => sql`UPDATE kv_tasks SET "status" = ${sql.literal(`'${status}'`)}, "completed_at" = ${at(p.now)},
+          "lock_expires_at" = NULL, "last_error" = COALESCE(${p.error}, "last_error") WHERE ${held(p)}`,
+      )
+
+    const releaseStatements: Record<ReleaseStatus, Statements.Compiled<Held, never>> = {
+      completed: finished("completed"),
+      cancelled: finished("cancelled"),
+      // a failed attempt: due again after the backoff while retries remain
+      failed: compiled<Held>(
+        (p) => sql`UPDATE kv_tasks SET ${failedAttempt(p.now, sql`COALESCE(${p.error}, 'failed')`)},
+          "scheduled_for" = CASE WHEN ${retries} THEN ${retryAt(p.now)} ELSE "scheduled_for" END
+          WHERE ${held(p)}`,
       ),
       // given back unattempted: due again at once, not counted
-      pending: compiledOnce(
-        4,
-        (_now, error, id, runner) => sql`UPDATE kv_tasks SET "status" = 'pending', "locked_by" = NULL,
-          "locked_at" = NULL, "lock_expires_at" = NULL, "last_error" = COALESCE(${error}, "last_error")
-          WHERE ${held(id!, runner!)}`,
+      pending: compiled<Held>(
+        (p) => sql`UPDATE kv_tasks SET "status" = 'pending', "locked_by" = NULL,
+          "locked_at" = NULL, "lock_expires_at" = NULL, "last_error" = COALESCE(${p.error}, "last_error")
+          WHERE ${held(p)}`,
       ),
     }
 
-    const earliestDue = perNameCount((names, arity) =>
-      compiledOnce(
-        arity,
-        () => sql<{
-          scheduled_for: Time
-        }>`SELECT "scheduled_for" FROM kv_tasks ${isPg ? sql.literal("") : sql.literal("INDEXED BY kv_tasks_due")}
-          WHERE "status" = 'pending' ${ofNames(names)} ORDER BY "scheduled_for", "seq" LIMIT 1`,
+    const earliestDue = byNames((some) =>
+      compiled<{ names: unknown }, { scheduled_for: Time }>(
+        (
+          p,
+        ) => sql`SELECT "scheduled_for" FROM kv_tasks ${isPg ? none : sql.literal("INDEXED BY kv_tasks_due")}
+          WHERE "status" = 'pending' ${ofNames(some, p.names)} ORDER BY "scheduled_for", "seq" LIMIT 1`,
       ),
     )
 
-    const extendLock = compiledOnce(
-      3,
-      (expires, id, runner) =>
-        sql`UPDATE kv_tasks SET "lock_expires_at" = ${at(expires)} WHERE ${held(id!, runner!)}`,
+    const extendLock = compiled<{ expires: number | Date; id: string; runner: string }>(
+      (p) => sql`UPDATE kv_tasks SET "lock_expires_at" = ${at(p.expires)}
+        WHERE "id" = ${p.id} AND "locked_by" = ${p.runner} AND "status" = 'running'`,
     )
 
-    const cancelStatement = compiledOnce(
-      2,
-      (now, id) => sql`UPDATE kv_tasks SET "status" = 'cancelled', "completed_at" = ${at(now)},
-        "lock_expires_at" = NULL WHERE "id" = ${id} AND "status" IN ('pending', 'running')`,
+    const cancelStatement = compiled<{ now: number | Date; id: string }>(
+      (p) => sql`UPDATE kv_tasks SET "status" = 'cancelled', "completed_at" = ${at(p.now)},
+        "lock_expires_at" = NULL WHERE "id" = ${p.id} AND "status" IN ('pending', 'running')`,
     )
+
+    interface Page {
+      readonly limit: number | null
+      readonly offset: number
+    }
+    const listWhere = <P extends object>(where: (p: Statements.Placeholders<P & Page>) => Fragment) =>
+      compiled<P & Page, TaskRow>(
+        (p) =>
+          sql`SELECT ${columns} FROM kv_tasks ${where(p)} ORDER BY "seq" DESC LIMIT ${p.limit} OFFSET ${p.offset}`,
+      )
+    const lists = {
+      all: listWhere<object>(() => none),
+      status: listWhere<{ status: string }>((p) => sql`WHERE "status" = ${p.status}`),
+      name: listWhere<{ name: string }>((p) => sql`WHERE "name" = ${p.name}`),
+      both: listWhere<{ status: string; name: string }>(
+        (p) => sql`WHERE "status" = ${p.status} AND "name" = ${p.name}`,
+      ),
+    }
 
     /** Why `runner` could not change the task: what it is now. */
     const notHeldError = (id: string, runner: string, found: Option.Option<Task>) =>
@@ -426,37 +444,105 @@ export const make = (
 
     const tasksChanged = wakeup.notify("tasks")
 
+    // --- a runner's operations, on checked arguments -----------------------------------
+
+    const lock = (
+      runner: Arg.RunnerId,
+      lockMillis: Arg.Millis,
+      names: ReadonlyArray<string> | undefined,
+      count: number,
+    ) =>
+      Effect.gen(function* () {
+        if (names !== undefined && names.length === 0) return []
+        const now = yield* Clock.currentTimeMillis
+        const { reclaimed, tasks } = yield* run(
+          "lock",
+          lockTasks({ runner, limit: count }, now, lockMillis, names),
+        )
+        if (reclaimed > 0) yield* tasksChanged
+        return tasks
+      })
+
+    const release = (
+      id: Arg.TaskId,
+      runner: Arg.RunnerId,
+      status: ReleaseStatus,
+      error: string | undefined,
+    ) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const statement = releaseStatements[status]
+        const released =
+          (yield* run(
+            "release",
+            statement.affected({
+              now: time(now),
+              error: error === undefined ? null : errorText(error),
+              id,
+              runner,
+            }),
+          )) > 0
+        if (!released) {
+          return yield* Effect.fail(notHeldError(id, runner, yield* run("release", getTask(id))))
+        }
+        if (status === "pending") yield* tasksChanged
+      })
+
+    const heartbeat = (id: Arg.TaskId, runner: Arg.RunnerId, lockMillis: Arg.Millis) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const extended = yield* run(
+          "heartbeat",
+          extendLock.affected({ expires: time(now + lockMillis), id, runner }),
+        )
+        if (extended === 1) return "running" as const
+        const found = yield* run("heartbeat", getTask(id))
+        if (Option.isSome(found) && found.value.status === "cancelled" && found.value.lockedBy === runner) {
+          return "cancelled" as const
+        }
+        return yield* Effect.fail(notHeldError(id, runner, found))
+      })
+
+    const nextDue = (names: ReadonlyArray<string> | undefined) =>
+      names !== undefined && names.length === 0
+        ? Effect.succeedNone
+        : run(
+            "nextDue",
+            Effect.map(
+              names === undefined
+                ? earliestDue.any.rows({ names: undefined })
+                : earliestDue.some.rows({ names: list(names) }),
+              (rows) => Option.map(Option.fromNullable(rows[0]), (row) => toDate(row.scheduled_for)),
+            ),
+          )
+
     // --- the service -------------------------------------------------------------------
 
     const service: SchedulerService = {
       create: (task) =>
         Effect.gen(function* () {
-          const id = yield* decodeId(task.id)
-          const name = yield* decodeName(task.name)
-          const payload = yield* decodePayload(task.payload)
-          const maxRetries = yield* decodeMaxRetries(task.maxRetries)
-          const timeoutSeconds = yield* decodeTimeoutSeconds(task.timeoutSeconds)
-          const created = yield* decodeDate(task.created, "created")
-          const scheduledFor = yield* decodeDate(task.scheduledFor, "scheduledFor")
+          const checked = yield* checkTask(task)
           const inserted = yield* run(
             "create",
-            executor.affected(
-              insertTask(id, name, payload, time(created), time(scheduledFor), maxRetries, timeoutSeconds),
-            ),
+            insertTask.affected({
+              ...checked,
+              created: time(checked.created),
+              scheduledFor: time(checked.scheduledFor),
+            }),
           )
-          if (inserted === 0) return yield* new DuplicateTaskError({ id })
+          if (inserted === 0) return yield* new DuplicateTaskError({ id: checked.id })
           yield* tasksChanged
           return {
-            id,
-            name,
-            payload: JSON.parse(payload),
+            id: checked.id,
+            name: checked.name,
+            payload: JSON.parse(checked.payload),
             status: "pending",
-            created: new Date(created),
-            scheduledFor: new Date(scheduledFor),
+            created: new Date(checked.created),
+            scheduledFor: new Date(checked.scheduledFor),
             lastError: null,
             retryCount: 0,
-            maxRetries,
-            timeoutSeconds,
+            maxRetries: checked.maxRetries,
+            timeoutSeconds: checked.timeoutSeconds,
             lockedBy: null,
           } satisfies Task
         }),
@@ -465,27 +551,22 @@ export const make = (
 
       list: (filter: TaskFilter = {}) =>
         Effect.gen(function* () {
-          const status =
-            filter.status === undefined
-              ? undefined
-              : yield* decodeStatus(filter.status, taskStatuses, "status")
-          const name = filter.name === undefined ? undefined : yield* decodeName(filter.name)
-          const offset = yield* decodeOffset(filter.offset ?? 0)
-          const limit = yield* decodePageLimit(filter.limit ?? -1)
-          const conditions = [
-            ...(status === undefined ? [] : [sql`"status" = ${status}`]),
-            ...(name === undefined ? [] : [sql`"name" = ${name}`]),
-          ]
-          const where = conditions.length === 0 ? sql.literal("") : sql`WHERE ${sql.and(conditions)}`
-          return yield* run(
-            "list",
-            Effect.map(
-              executor.rows(
-                sql<TaskRow>`SELECT ${columns} FROM kv_tasks ${where} ORDER BY "seq" DESC ${limitOffset(limit, offset)}`,
-              ),
-              (rows) => rows.map(toTask),
-            ),
-          )
+          const { name, offset, status, ...page } = yield* decodeFilter({
+            status: filter.status,
+            name: filter.name,
+            offset: filter.offset ?? 0,
+            limit: filter.limit ?? -1,
+          })
+          const bounds = { offset, limit: limit(page.limit) }
+          const rows =
+            status !== undefined && name !== undefined
+              ? lists.both.rows({ ...bounds, status, name })
+              : status !== undefined
+                ? lists.status.rows({ ...bounds, status })
+                : name !== undefined
+                  ? lists.name.rows({ ...bounds, name })
+                  : lists.all.rows(bounds)
+          return yield* run("list", Effect.flatMap(rows, tasksOf))
         }),
 
       cancel: (id) =>
@@ -494,7 +575,7 @@ export const make = (
           const now = yield* Clock.currentTimeMillis
           const found = yield* run(
             "cancel",
-            Effect.zipRight(executor.affected(cancelStatement(time(now), checked)), getTask(checked)),
+            Effect.zipRight(cancelStatement.affected({ now: time(now), id: checked }), getTask(checked)),
           )
           return yield* Option.match(found, {
             onNone: () => Effect.fail(new TaskNotFoundError({ id: checked })),
@@ -502,83 +583,28 @@ export const make = (
           })
         }),
 
-      lock: (runnerId, lockDuration, taskTypes, limit = 1) =>
+      lock: (runnerId, lockDuration, taskTypes, count = 1) =>
         Effect.gen(function* () {
-          const runner = yield* decodeRunner(runnerId)
-          const duration = millisOf(yield* decodeDuration(lockDuration))
-          const names = taskTypes === undefined ? undefined : yield* Effect.forEach(taskTypes, decodeName)
-          const count = yield* decodeLimit(limit)
-          if (names !== undefined && names.length === 0) return []
-          const now = yield* Clock.currentTimeMillis
-          const { reclaimed, tasks } = yield* run(
-            "lock",
-            lockStatement(runner, now, now + duration, names, count),
-          )
-          if (reclaimed > 0) yield* tasksChanged
-          return tasks
+          const runner = yield* runnerArgs.runnerId(runnerId)
+          const millis = yield* runnerArgs.lockDuration(lockDuration)
+          const names = yield* runnerArgs.taskTypes(taskTypes)
+          return yield* lock(runner, millis, names, yield* decodeLimit(count))
         }),
 
       release: (id, runnerId, status, error) =>
         Effect.gen(function* () {
           const checkedId = yield* decodeId(id)
-          const runner = yield* decodeRunner(runnerId)
-          const checkedStatus = yield* decodeStatus(status, releaseStatuses, "release status")
-          const now = yield* Clock.currentTimeMillis
-          const statement = releaseStatements[checkedStatus](
-            time(now),
-            error === undefined ? null : errorText(error),
-            checkedId,
-            runner,
-          )
-          const released = (yield* run("release", executor.affected(statement))) > 0
-          if (!released) {
-            return yield* Effect.fail(
-              notHeldError(checkedId, runner, yield* run("release", getTask(checkedId))),
-            )
-          }
-          if (checkedStatus === "pending") yield* tasksChanged
+          const runner = yield* runnerArgs.runnerId(runnerId)
+          return yield* release(checkedId, runner, yield* decodeReleaseStatus(status), error)
         }),
 
-      nextDue: (taskTypes) =>
-        Effect.gen(function* () {
-          const names = taskTypes === undefined ? undefined : yield* Effect.forEach(taskTypes, decodeName)
-          if (names !== undefined && names.length === 0) return Option.none()
-          return yield* run(
-            "nextDue",
-            Effect.map(executor.rows(earliestDue(names)), (rows) =>
-              Option.map(Option.fromNullable(rows[0]), (row) => toDate(row.scheduled_for)),
-            ),
-          )
-        }),
+      nextDue: (taskTypes) => Effect.flatMap(runnerArgs.taskTypes(taskTypes), nextDue),
 
       heartbeat: (id, runnerId, lockDuration) =>
         Effect.gen(function* () {
           const checkedId = yield* decodeId(id)
-          const runner = yield* decodeRunner(runnerId)
-          const duration = millisOf(yield* decodeDuration(lockDuration))
-          const now = yield* Clock.currentTimeMillis
-          const extended = yield* run(
-            "heartbeat",
-            executor.affected(extendLock(time(now + duration), checkedId, runner)),
-          )
-          if (extended === 1) return "running" as const
-          const found = yield* run("heartbeat", getTask(checkedId))
-          if (Option.isSome(found) && found.value.status === "cancelled" && found.value.lockedBy === runner) {
-            return "cancelled" as const
-          }
-          return yield* Option.match(found, {
-            onNone: () =>
-              Effect.fail(new TaskNotHeldError({ id: checkedId, runnerId: runner, lockedBy: null })),
-            onSome: (task) =>
-              Effect.fail(
-                new TaskNotHeldError({
-                  id: checkedId,
-                  runnerId: runner,
-                  status: task.status,
-                  lockedBy: task.lockedBy,
-                }),
-              ),
-          })
+          const runner = yield* runnerArgs.runnerId(runnerId)
+          return yield* heartbeat(checkedId, runner, yield* runnerArgs.lockDuration(lockDuration))
         }),
 
       wakeups: wakeup.subscribe("tasks"),

@@ -2,8 +2,12 @@
  * The one SQL implementation of `Store`, for every backend.
  *
  * It builds statements with the `SqlClient` and runs them on the backend's `SqlExecutor`; the
- * few dialect differences (merge patch, time values, "no limit", stream counter) are chosen
- * once here with `sql.onDialectOrElse`. SQLite and rqlite share the SQLite dialect.
+ * few dialect differences (merge patch, time values, lists, "no limit", stream counter) are
+ * chosen once here. SQLite and rqlite share the SQLite dialect. Every statement is compiled
+ * once, with named parameters (`statements.ts`).
+ *
+ * Arguments are decoded once, by each public method (`Arguments.ts`); the statements take the
+ * decoded (branded) values.
  *
  * Every single-key write is one statement (an upsert or a conditional update with
  * `RETURNING`), atomic on its own. Multi-statement writes are one atomic batch of the
@@ -14,7 +18,6 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -29,12 +32,17 @@ import {
   type StoreService,
   typeOf,
   VersionMismatchError,
-  type WriteOptions,
 } from "../Store.js"
 import { type AtomicStatementError, type Service as Executor, SqlExecutor, storeError } from "./executor.js"
 import { makeMigrator } from "./migrations.js"
 import {
   failuresOf,
+  inList,
+  isPostgres,
+  limitBinder,
+  listBinder,
+  type MalformedRowError,
+  parseRows,
   type RecordRow,
   type StreamRow,
   type TimeValue,
@@ -43,6 +51,7 @@ import {
   toRecord,
   toStreamRecord,
 } from "./sqlShared.js"
+import * as Statements from "./statements.js"
 import { versionMismatchMarker } from "./storeSchema.js"
 import { Wakeup } from "./wakeup.js"
 
@@ -53,21 +62,12 @@ interface LockRow {
   readonly expires_at: TimeValue
 }
 
-/** Keys per `IN (...)` list: well below every backend's limit on bound parameters. */
-const chunkSize = 500
-
 const toLockStatus = (row: LockRow): LockStatus => ({
   name: row.name,
   lockedBy: row.locked_by,
   lockedAt: toDate(row.locked_at),
   expiresAt: toDate(row.expires_at),
 })
-
-const chunks = <A>(items: ReadonlyArray<A>): ReadonlyArray<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize))
-  return out
-}
 
 /**
  * The smallest string above every string that starts with `prefix`, in code point order
@@ -96,51 +96,56 @@ type BatchStep =
   | { readonly kind: "guard"; readonly key: string; readonly version: number }
   | { readonly kind: "write"; readonly mutation: number; readonly key?: string; readonly version?: number }
 
-/** A bound value standing for argument `index` while a prepared statement is compiled. */
-class Hole {
-  constructor(readonly index: number) {}
+/** Keys from `from` on, below `to` when there is a bound above (a prefix may have none). */
+interface KeyRange {
+  readonly from: string
+  readonly to: string | undefined
 }
 
-// Argument decoders, made once.
-const decodeKey = Arg.decoder(Arg.Key)
-const decodeVersion = Arg.decoder(Arg.Version)
-const decodeValue = Arg.decoder(Arg.Value)
-const decodePatch = Arg.decoder(Arg.MergePatch)
-const decodeType = Arg.decoder(Arg.name("type"))
-const decodeLockName = Arg.decoder(Arg.name("lock name"))
-const decodeHolder = Arg.decoder(Arg.name("lock holder"))
-const decodePrefix = Arg.decoder(Arg.bound("prefix"))
-const decodeFrom = Arg.decoder(Arg.bound("from"))
-const decodeTo = Arg.decoder(Arg.bound("to"))
-const decodeOffset = Arg.decoder(Arg.Offset)
-const decodeLimit = Arg.decoder(Arg.Limit)
-const decodeSeq = Arg.decoder(Arg.Seq)
-const decodeDuration = Arg.decoder(Arg.PositiveDuration)
+const prefixRange = (prefix: string): KeyRange => ({ from: prefix, to: prefixSuccessor(prefix) })
 
 interface CheckedPage {
-  readonly offset: number
+  readonly offset: Arg.Offset
   /** -1: no limit */
-  readonly limit: number
+  readonly limit: Arg.Limit
 }
 
+// Argument decoders, one per method (or mutation), made once.
+const decodeKey = Arg.decoder(Arg.Key)
+const decodeKeys = (keys: Iterable<string>) => Effect.forEach(new Set(keys), decodeKey)
+const decodePageFields = Arg.args({ offset: Arg.Offset, limit: Arg.Limit })
 const decodePage = (page: Page | undefined): Effect.Effect<CheckedPage, InvalidArgumentError> =>
   page === undefined
-    ? Effect.succeed({ offset: 0, limit: -1 })
-    : Effect.all({ offset: decodeOffset(page.offset ?? 0), limit: decodeLimit(page.limit ?? -1) })
-
-const decodeKeys = (keys: Iterable<string>) => Effect.forEach(new Set(keys), decodeKey)
-
-/** The explicit type option, checked; `undefined` when absent. */
-const decodeTypeOption = (options: WriteOptions | undefined) =>
-  options?.type === undefined ? Effect.succeed(undefined) : decodeType(options.type)
+    ? Effect.succeed({ offset: 0 as Arg.Offset, limit: -1 as Arg.Limit })
+    : decodePageFields({ offset: page.offset ?? 0, limit: page.limit ?? -1 })
+const decodePut = Arg.args({
+  key: Arg.Key,
+  version: Arg.Version,
+  value: Arg.Value,
+  type: Arg.optional(Arg.RecordType),
+})
+const decodePatch = Arg.args({
+  key: Arg.Key,
+  version: Arg.Version,
+  patch: Arg.MergePatch,
+  type: Arg.optional(Arg.RecordType),
+})
+const decodePrefix = Arg.decoder(Arg.Prefix)
+const decodeRange = Arg.args({ from: Arg.From, to: Arg.To })
+const decodeType = Arg.decoder(Arg.RecordType)
+const decodeOptionalType = Arg.args({ type: Arg.optional(Arg.RecordType) })
+const decodeStream = Arg.args({ type: Arg.RecordType, seq: Arg.Seq, limit: Arg.Limit })
+const decodeSeq = Arg.decoder(Arg.Seq)
+const decodeLockAcquire = Arg.args({ name: Arg.LockName, holder: Arg.LockHolder, duration: Arg.Millis })
+const decodeLockRelease = Arg.args({ name: Arg.LockName, holder: Arg.LockHolder })
+const decodeLockName = Arg.decoder(Arg.LockName)
 
 export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlExecutor | Wakeup> =
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const executor = yield* SqlExecutor
-    const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
-
-    // --- failures ------------------------------------------------------------------
+    const { compiled } = Statements.make(sql, executor)
+    const isPg = isPostgres(sql)
 
     /** Wraps backend failures once, keeping the cause and the client's own words. */
     const run = failuresOf(executor)
@@ -149,17 +154,26 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
     /** SQLite keeps epoch milliseconds, PostgreSQL timestamptz. */
     const time = timeBinder(sql)
+    const limit = limitBinder(sql)
+    const list = listBinder(sql)
+    const keyIn = inList(sql)
 
     /** RFC 7396: SQLite's built-in json_patch, PostgreSQL's kv_merge_patch (see migrations.ts). */
     const mergePatch = (target: Fragment, patch: unknown): Fragment =>
       isPg ? sql`kv_merge_patch(${target}::json, ${patch}::json)::text` : sql`json_patch(${target}, ${patch})`
 
-    const limitOffset = ({ limit, offset }: CheckedPage): Fragment =>
-      isPg ? sql`LIMIT ${limit < 0 ? null : limit} OFFSET ${offset}` : sql`LIMIT ${limit} OFFSET ${offset}`
-
     const latestSeq = isPg
       ? sql<{ seq: number | string }>`SELECT seq FROM kv_stream_counter WHERE id = 1`
       : sql<{ seq: number | string }>`SELECT seq FROM sqlite_sequence WHERE name = 'kv_stream'`
+
+    // --- reading rows --------------------------------------------------------------------
+
+    const records = (rows: ReadonlyArray<RecordRow>) => parseRows("kv_records", rows, toRecord)
+    const firstRecord = (rows: ReadonlyArray<RecordRow>) =>
+      rows.length === 0
+        ? Effect.succeedNone
+        : Effect.map(records(rows.slice(0, 1)), (r) => Option.some(r[0]!))
+    const countOf = (rows: ReadonlyArray<{ n: number | string }>) => Number(rows[0]?.n ?? 0)
 
     // --- statements ---------------------------------------------------------------------
 
@@ -169,100 +183,222 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const returning = sql.literal(`RETURNING "key", "version", "value", "type", "created"`)
     const noReturning = sql.literal("")
 
-    /**
-     * A statement whose text never changes, compiled and prepared once. `build` receives
-     * placeholders for the arguments; the result takes the arguments in that order.
-     */
-    const prepared = <A extends object>(arity: number, build: (...holes: Array<Hole>) => Statement<A>) => {
-      const statement = build(...Array.from({ length: arity }, (_, i) => new Hole(i)))
-      const order = statement.compile()[1].map((param) => (param as Hole).index)
-      const execute = executor.prepare(statement)
-      return (...args: ReadonlyArray<unknown>) => execute.rows(order.map((i) => args[i]))
+    const selectKey = compiled<{ key: Arg.Key }, RecordRow>(
+      ({ key }) => sql`SELECT ${columns} FROM kv_records WHERE "key" = ${key}`,
+    )
+    const selectKeys = compiled<{ keys: unknown }, RecordRow>(
+      ({ keys }) => sql`SELECT ${columns} FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
+    )
+
+    // The conditions of reads and deletes by key range or type; each read and delete below is
+    // compiled once per condition, with the page (`limit`, `offset`) as parameters.
+    interface ByRange {
+      readonly from: string
+      readonly to: string
     }
-
-    const records = (statement: Statement<RecordRow>) =>
-      Effect.map(executor.rows(statement), (rows) => rows.map(toRecord))
-    const countOf = (statement: Statement<{ n: number | string }>) =>
-      Effect.map(executor.rows(statement), (found) => Number(found[0]?.n ?? 0))
-
-    const prefixCondition = (prefix: string): Fragment => {
-      const upper = prefixSuccessor(prefix)
-      return upper === undefined ? sql`"key" >= ${prefix}` : sql`"key" >= ${prefix} AND "key" < ${upper}`
+    interface ByFrom {
+      readonly from: string
     }
-    const rangeCondition = (from: string, to: string): Fragment => sql`"key" >= ${from} AND "key" < ${to}`
+    interface ByType {
+      readonly type: string
+    }
+    interface Paged {
+      readonly limit: number | null
+      readonly offset: number
+    }
+    const inRange = (p: { from: unknown; to: unknown }) => sql`"key" >= ${p.from} AND "key" < ${p.to}`
+    const fromOn = (p: { from: unknown }) => sql`"key" >= ${p.from}`
+    const ofType = (p: { type: unknown }) => sql`"type" = ${p.type}`
+    const everything = () => sql`1 = 1`
 
-    const selectRecords = (condition: Fragment, page: CheckedPage) =>
-      records(
-        sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}`,
+    const selectWhere = <P extends object>(where: (p: Statements.Placeholders<P & Paged>) => Fragment) =>
+      compiled<P & Paged, RecordRow>(
+        (p) =>
+          sql`SELECT ${columns} FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset}`,
       )
+    const selects = {
+      range: selectWhere<ByRange>(inRange),
+      from: selectWhere<ByFrom>(fromOn),
+      rangeOfType: selectWhere<ByRange & ByType>((p) => sql`${inRange(p)} AND ${ofType(p)}`),
+      fromOfType: selectWhere<ByFrom & ByType>((p) => sql`${fromOn(p)} AND ${ofType(p)}`),
+      type: selectWhere<ByType>(ofType),
+      all: selectWhere<object>(everything),
+    }
 
-    /** Deletes the keys matching `condition` (within `page` of them, in key order). Counted by rows changed. */
-    const deleteWhere = (condition: Fragment, page: CheckedPage): Statement<never> =>
-      page.offset === 0 && page.limit < 0
-        ? sql`DELETE FROM kv_records WHERE ${condition}`
-        : sql`DELETE FROM kv_records WHERE "key" IN (
-            SELECT "key" FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}
-          )`
+    const countWhere = <P extends object>(where: (p: Statements.Placeholders<P>) => Fragment) =>
+      compiled<P, { n: number | string }>((p) => sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${where(p)}`)
+    const counts = {
+      range: countWhere<ByRange>(inRange),
+      from: countWhere<ByFrom>(fromOn),
+      all: countWhere<object>(everything),
+    }
+
+    /** Deletes the keys matching a condition, all of them or a page of them in key order. */
+    const deleteWhere = <P extends object>(where: (p: Statements.Placeholders<P>) => Fragment) => ({
+      all: compiled<P>((p) => sql`DELETE FROM kv_records WHERE ${where(p)}`),
+      page: compiled<P & Paged>(
+        (p) => sql`DELETE FROM kv_records WHERE "key" IN (
+          SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset})`,
+      ),
+    })
+    const deletes = {
+      range: deleteWhere<ByRange>(inRange),
+      from: deleteWhere<ByFrom>(fromOn),
+      all: deleteWhere<object>(everything),
+    }
+    const deleteKey = compiled<{ key: Arg.Key }>(
+      ({ key }) => sql`DELETE FROM kv_records WHERE "key" = ${key}`,
+    )
+    const deleteKeys = compiled<{ keys: unknown }>(
+      ({ keys }) => sql`DELETE FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
+    )
+
+    /** The page as bound. */
+    const paged = (page: CheckedPage): Paged => ({ limit: limit(page.limit), offset: page.offset })
+
+    /** The read of a key range (of one type, when given). */
+    const selectRange = (range: KeyRange, page: CheckedPage, type: string | undefined) => {
+      const bounds = { ...paged(page), from: range.from }
+      if (range.to === undefined) {
+        return type === undefined ? selects.from.rows(bounds) : selects.fromOfType.rows({ ...bounds, type })
+      }
+      const to = range.to
+      return type === undefined
+        ? selects.range.rows({ ...bounds, to })
+        : selects.rangeOfType.rows({ ...bounds, to, type })
+    }
+
+    /** The delete of a key range (`undefined`: every key), all or a page. */
+    const deleteRange = (range: KeyRange | undefined, page: CheckedPage): Statement<never> => {
+      const whole = page.offset === 0 && page.limit < 0
+      if (range === undefined) return whole ? deletes.all.all({}) : deletes.all.page(paged(page))
+      if (range.to === undefined) {
+        return whole
+          ? deletes.from.all({ from: range.from })
+          : deletes.from.page({ ...paged(page), from: range.from })
+      }
+      const bounds = { from: range.from, to: range.to }
+      return whole ? deletes.range.all(bounds) : deletes.range.page({ ...paged(page), ...bounds })
+    }
 
     // The writes of `put` and `patch`, by version: -1 upserts, 0 inserts, n > 0 updates
     // version n. A single write returns the record (none: the version check left the row
     // alone); in a batch an existing key fails an insert (the batch's guard explains it).
-    const insert = (key: unknown, value: Fragment | unknown, type: unknown, created: unknown) =>
-      sql`INSERT INTO kv_records ("key", "version", "value", "type", "created") VALUES (${key}, 1, ${value}, ${type}, ${created})`
-    const putUpsert = (key: unknown, value: unknown, type: unknown, created: unknown, tail: Fragment) =>
-      sql<RecordRow>`${insert(key, value, type, created)} ON CONFLICT ("key") DO UPDATE SET
-        "version" = kv_records."version" + 1, "value" = excluded."value", "type" = excluded."type" ${tail}`
-    const putUpdate = (key: unknown, version: unknown, value: unknown, type: unknown, tail: Fragment) =>
-      sql<RecordRow>`UPDATE kv_records SET "version" = "version" + 1, "value" = ${value}, "type" = ${type}
-        WHERE "key" = ${key} AND "version" = ${version} ${tail}`
+    interface Write {
+      readonly key: Arg.Key
+      readonly value: Arg.Json | Arg.MergePatch
+      readonly type: string | null
+    }
+    interface New extends Write {
+      readonly created: number | Date
+    }
+    interface Replace extends Write {
+      readonly version: Arg.Version
+    }
+    const insert = (p: Statements.Placeholders<New>, value: unknown, type: unknown) =>
+      sql`INSERT INTO kv_records ("key", "version", "value", "type", "created") VALUES (${p.key}, 1, ${value}, ${type}, ${p.created})`
+    const putWrites = (tail: Fragment) => ({
+      upsert: compiled<New, RecordRow>(
+        (p) => sql`${insert(p, p.value, p.type)} ON CONFLICT ("key") DO UPDATE SET
+          "version" = kv_records."version" + 1, "value" = excluded."value", "type" = excluded."type" ${tail}`,
+      ),
+      // in a batch, an existing key fails it (the guard before says why)
+      create: compiled<New, RecordRow>((p) =>
+        tail === noReturning
+          ? sql<RecordRow>`${insert(p, p.value, p.type)}`
+          : sql<RecordRow>`${insert(p, p.value, p.type)} ON CONFLICT ("key") DO NOTHING ${tail}`,
+      ),
+      update: compiled<Replace, RecordRow>(
+        (p) => sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${p.value}, "type" = ${p.type}
+          WHERE "key" = ${p.key} AND "version" = ${p.version} ${tail}`,
+      ),
+    })
     // a patch keeps the record's type unless one is given (`type` NULL); a new key is an object
-    const patchUpsert = (key: unknown, patch: unknown, type: unknown, created: unknown, tail: Fragment) =>
-      sql<RecordRow>`${insert(key, mergePatch(sql`'{}'`, patch), sql`COALESCE(${type}, 'object')`, created)}
-        ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
-        "value" = ${mergePatch(sql`kv_records."value"`, patch)}, "type" = COALESCE(${type}, kv_records."type") ${tail}`
-    const patchInsert = (key: unknown, patch: unknown, type: unknown, created: unknown) =>
-      insert(key, mergePatch(sql`'{}'`, patch), sql`COALESCE(${type}, 'object')`, created)
-    const patchUpdate = (key: unknown, version: unknown, patch: unknown, type: unknown, tail: Fragment) =>
-      sql<RecordRow>`UPDATE kv_records SET "version" = "version" + 1, "value" = ${mergePatch(sql`"value"`, patch)},
-        "type" = COALESCE(${type}, "type") WHERE "key" = ${key} AND "version" = ${version} ${tail}`
+    const patchWrites = (tail: Fragment) => {
+      const created = (p: Statements.Placeholders<New>) =>
+        insert(p, mergePatch(sql`'{}'`, p.value), sql`COALESCE(${p.type}, 'object')`)
+      return {
+        upsert: compiled<New, RecordRow>(
+          (p) => sql`${created(p)} ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
+            "value" = ${mergePatch(sql`kv_records."value"`, p.value)},
+            "type" = COALESCE(${p.type}, kv_records."type") ${tail}`,
+        ),
+        create: compiled<New, RecordRow>((p) =>
+          tail === noReturning
+            ? sql<RecordRow>`${created(p)}`
+            : sql<RecordRow>`${created(p)} ON CONFLICT ("key") DO NOTHING ${tail}`,
+        ),
+        update: compiled<Replace, RecordRow>(
+          (
+            p,
+          ) => sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${mergePatch(sql`"value"`, p.value)},
+            "type" = COALESCE(${p.type}, "type") WHERE "key" = ${p.key} AND "version" = ${p.version} ${tail}`,
+        ),
+      }
+    }
+    const writes = {
+      put: { single: putWrites(returning), batch: putWrites(noReturning) },
+      patch: { single: patchWrites(returning), batch: patchWrites(noReturning) },
+    }
 
-    // The hot paths, prepared once.
-    const getOne = prepared(
-      1,
-      (key) => sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE "key" = ${key}`,
+    const expectVersion = compiled<{ key: Arg.Key; version: Arg.Version }>(
+      ({ key, version }) => sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`,
     )
-    const putWrites = {
-      upsert: prepared(4, (k, v, t, c) => putUpsert(k, v, t, c, returning)),
-      create: prepared(
-        4,
-        (k, v, t, c) => sql<RecordRow>`${insert(k, v, t, c)} ON CONFLICT ("key") DO NOTHING ${returning}`,
-      ),
-      update: prepared(4, (k, n, v, t) => putUpdate(k, n, v, t, returning)),
-    }
-    const patchWrites = {
-      upsert: prepared(4, (k, p, t, c) => patchUpsert(k, p, t, c, returning)),
-      create: prepared(
-        4,
-        (k, p, t, c) =>
-          sql<RecordRow>`${patchInsert(k, p, t, c)} ON CONFLICT ("key") DO NOTHING ${returning}`,
-      ),
-      update: prepared(4, (k, n, p, t) => patchUpdate(k, n, p, t, returning)),
-    }
+
+    const streamAll = compiled<{ seq: number; limit: number | null }, StreamRow>(
+      ({ limit, seq }) => sql`SELECT "seq", "action", ${columns} FROM kv_stream
+        WHERE "seq" >= ${seq} ORDER BY "seq" LIMIT ${limit}`,
+    )
+    const streamOfType = compiled<{ seq: number; limit: number | null; type: string }, StreamRow>(
+      ({ limit, seq, type }) => sql`SELECT "seq", "action", ${columns} FROM kv_stream
+        WHERE "seq" >= ${seq} AND "type" = ${type} ORDER BY "seq" LIMIT ${limit}`,
+    )
+    const selectLatestSeq = compiled<object, { seq: number | string }>(() => latestSeq)
+    const trimStream = compiled<{ seq: number }>(
+      ({ seq }) => sql`DELETE FROM kv_stream WHERE "seq" <= ${seq}`,
+    )
+
+    // Taken when free or expired; refreshed (same lockedAt) by the same holder.
+    const acquireLock = compiled<
+      { name: string; holder: string; now: number | Date; expires: number | Date },
+      { name: string }
+    >(
+      ({
+        expires,
+        holder,
+        name,
+        now,
+      }) => sql`INSERT INTO kv_locks ("name", "locked_by", "locked_at", "expires_at")
+        VALUES (${name}, ${holder}, ${now}, ${expires})
+        ON CONFLICT ("name") DO UPDATE SET
+          "locked_by" = excluded."locked_by",
+          "locked_at" = CASE WHEN kv_locks."locked_by" = excluded."locked_by"
+            AND kv_locks."expires_at" > excluded."locked_at" THEN kv_locks."locked_at" ELSE excluded."locked_at" END,
+          "expires_at" = excluded."expires_at"
+        WHERE kv_locks."locked_by" = excluded."locked_by" OR kv_locks."expires_at" <= excluded."locked_at"
+        RETURNING "name"`,
+    )
+    const releaseLock = compiled<{ name: string; holder: string }>(
+      ({ holder, name }) => sql`DELETE FROM kv_locks WHERE "name" = ${name} AND "locked_by" = ${holder}`,
+    )
+    const selectLock = compiled<{ name: string; now: number | Date }, LockRow>(
+      ({ name, now }) => sql`SELECT "name", "locked_by", "locked_at", "expires_at" FROM kv_locks
+        WHERE "name" = ${name} AND "expires_at" > ${now}`,
+    )
 
     /** The written record, or a mismatch when the version check left the row alone. */
     const writeOne = (
       key: string,
       version: number,
       written: Effect.Effect<ReadonlyArray<RecordRow>, SqlError>,
-    ) =>
-      Effect.flatMap(written, (rows) =>
-        rows.length === 1
-          ? Effect.succeed(toRecord(rows[0]!))
-          : Effect.fail(new VersionMismatchError({ key, expected: version })),
+    ): Effect.Effect<KvRecord, SqlError | MalformedRowError | VersionMismatchError> =>
+      Effect.flatMap(
+        written,
+        (rows): Effect.Effect<KvRecord, MalformedRowError | VersionMismatchError> =>
+          rows.length === 1
+            ? Effect.map(records(rows), (r) => r[0]!)
+            : Effect.fail(new VersionMismatchError({ key, expected: version })),
       )
-
-    const expectVersion = (key: string, version: number) =>
-      sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`
 
     // --- migrations and wake-ups ------------------------------------------------------
 
@@ -280,12 +416,14 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
     // --- mutateAll -------------------------------------------------------------------
 
+    type Planned = ReadonlyArray<readonly [Statement<unknown>, BatchStep]>
+
     /** The statements of one mutation of a batch, each with what it is for. */
     const planMutation = (
       mutation: Mutation,
       index: number,
-      now: number,
-    ): Effect.Effect<ReadonlyArray<readonly [Statement<unknown>, BatchStep]>, InvalidArgumentError> => {
+      created: number | Date,
+    ): Effect.Effect<Planned, InvalidArgumentError> => {
       const write = (
         statement: Statement<unknown>,
         key?: string,
@@ -297,45 +435,41 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           : { kind: "write", mutation: index, key, version },
       ]
       // A version check is its own statement first: it raises inside SQL and so aborts the batch.
-      const guarded = (key: string, version: number, statement: Statement<unknown>) =>
+      const guarded = (key: Arg.Key, version: Arg.Version, statement: Statement<unknown>): Planned =>
         version >= 0
           ? [
-              [expectVersion(key, version), { kind: "guard", key, version }] as const,
+              [expectVersion({ key, version }), { kind: "guard", key, version }],
               write(statement, key, version),
             ]
           : [write(statement)]
-      const created = time(now)
+      const byVersion = (
+        statements: (typeof writes)["put"]["batch"],
+        version: Arg.Version,
+        fields: Write,
+      ): Statement<unknown> =>
+        version > 0
+          ? statements.update({ ...fields, version })
+          : version === 0
+            ? statements.create({ ...fields, created })
+            : statements.upsert({ ...fields, created })
       return Mutation.$match(mutation, {
         Put: (m) =>
-          Effect.gen(function* () {
-            const key = yield* decodeKey(m.key)
-            const version = yield* decodeVersion(m.version)
-            const value = yield* decodeValue(m.value)
-            const type = (yield* decodeTypeOption(m)) ?? typeOf(m.value)
-            const statement =
-              version > 0
-                ? putUpdate(key, version, value, type, noReturning)
-                : version === 0
-                  ? insert(key, value, type, created)
-                  : putUpsert(key, value, type, created, noReturning)
-            return guarded(key, version, statement)
-          }),
+          Effect.map(decodePut(m), ({ key, type, value, version }) =>
+            guarded(
+              key,
+              version,
+              byVersion(writes.put.batch, version, { key, value, type: type ?? typeOf(m.value) }),
+            ),
+          ),
         Patch: (m) =>
-          Effect.gen(function* () {
-            const key = yield* decodeKey(m.key)
-            const version = yield* decodeVersion(m.version)
-            const patch = yield* decodePatch(m.patch)
-            const type = (yield* decodeTypeOption(m)) ?? null
-            const statement =
-              version > 0
-                ? patchUpdate(key, version, patch, type, noReturning)
-                : version === 0
-                  ? patchInsert(key, patch, type, created)
-                  : patchUpsert(key, patch, type, created, noReturning)
-            return guarded(key, version, statement)
-          }),
-        Delete: (m) =>
-          Effect.map(decodeKey(m.key), (key) => [write(sql`DELETE FROM kv_records WHERE "key" = ${key}`)]),
+          Effect.map(decodePatch(m), ({ key, patch, type, version }) =>
+            guarded(
+              key,
+              version,
+              byVersion(writes.patch.batch, version, { key, value: patch, type: type ?? null }),
+            ),
+          ),
+        Delete: (m) => Effect.map(decodeKey(m.key), (key) => [write(deleteKey({ key }))]),
         DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), (s) => [write(s)]),
         DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), (s) => [write(s)]),
       })
@@ -343,8 +477,8 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
     const deleteRangeStatement = (from: string, to: string, page: Page | undefined) =>
       Effect.gen(function* () {
-        const condition = rangeCondition(yield* decodeFrom(from), yield* decodeTo(to))
-        return deleteWhere(condition, yield* decodePage(page))
+        const range = yield* decodeRange({ from, to })
+        return deleteRange(range, yield* decodePage(page))
       })
 
     const deletePrefixStatement = (prefix: string, page: Page | undefined) =>
@@ -355,8 +489,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             message: 'deletePrefix needs a prefix; use "*" to delete every key',
           })
         }
-        const condition = checked === "*" ? sql`1 = 1` : prefixCondition(checked)
-        return deleteWhere(condition, yield* decodePage(page))
+        return deleteRange(checked === "*" ? undefined : prefixRange(checked), yield* decodePage(page))
       })
 
     /** Explains why statement `index` of a batch failed. */
@@ -377,6 +510,24 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       return storeError(executor, "mutateAll", error)
     }
 
+    /** A single put or patch: one statement by version, returning the record. */
+    const writeSingle = (
+      operation: "put" | "patch",
+      statements: (typeof writes)["put"]["single"],
+      fields: Write,
+      version: Arg.Version,
+    ) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const created = time(now)
+        const written =
+          version > 0
+            ? statements.update.rows({ ...fields, version })
+            : version === 0
+              ? statements.create.rows({ ...fields, created })
+              : statements.upsert.rows({ ...fields, created })
+        return notifying(run(operation, writeOne(fields.key, version, written)))
+      })
+
     // --- the service -------------------------------------------------------------------
 
     const service: StoreService = {
@@ -384,102 +535,77 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
       get: (key) =>
         Effect.flatMap(decodeKey(key), (key) =>
-          run(
-            "get",
-            Effect.map(getOne(key), (rows) =>
-              rows.length === 0 ? Option.none() : Option.some(toRecord(rows[0]!)),
-            ),
-          ),
+          run("get", Effect.flatMap(selectKey.rows({ key }), firstRecord)),
         ),
 
       getBatch: (keys) =>
         Effect.flatMap(decodeKeys(keys), (keys) =>
-          run(
-            "getBatch",
-            Effect.reduce(chunks(keys), new Map<string, KvRecord>(), (found, chunk) =>
-              Effect.map(
-                records(sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE "key" IN ${sql.in(chunk)}`),
-                (rows) => {
-                  for (const record of rows) found.set(record.key, record)
-                  return found
-                },
+          keys.length === 0
+            ? Effect.succeed(new Map<string, KvRecord>())
+            : run(
+                "getBatch",
+                Effect.map(
+                  Effect.flatMap(selectKeys.rows({ keys: list(keys) }), records),
+                  (found) => new Map(found.map((record) => [record.key, record])),
+                ),
               ),
-            ),
-          ),
         ),
 
-      getPrefix: (prefix, page) =>
+      getPrefix: (prefix, page, options) =>
         Effect.gen(function* () {
-          const condition = prefixCondition(yield* decodePrefix(prefix))
-          return yield* run("getPrefix", selectRecords(condition, yield* decodePage(page)))
+          const checked = yield* decodePrefix(prefix)
+          const { type } = yield* decodeOptionalType({ type: options?.type })
+          const rows = selectRange(prefixRange(checked), yield* decodePage(page), type)
+          return yield* run("getPrefix", Effect.flatMap(rows, records))
         }),
 
       getRange: (from, to, page) =>
         Effect.gen(function* () {
-          const condition = rangeCondition(yield* decodeFrom(from), yield* decodeTo(to))
-          return yield* run("getRange", selectRecords(condition, yield* decodePage(page)))
+          const range = yield* decodeRange({ from, to })
+          const rows = selectRange(range, yield* decodePage(page), undefined)
+          return yield* run("getRange", Effect.flatMap(rows, records))
         }),
 
       getType: (type, page) =>
         Effect.gen(function* () {
           const checked = yield* decodeType(type)
-          const condition = checked === "all" ? sql`1 = 1` : sql`"type" = ${checked}`
-          return yield* run("getType", selectRecords(condition, yield* decodePage(page)))
+          const bounds = paged(yield* decodePage(page))
+          const rows =
+            checked === "all" ? selects.all.rows(bounds) : selects.type.rows({ ...bounds, type: checked })
+          return yield* run("getType", Effect.flatMap(rows, records))
         }),
 
       list: (page) =>
-        Effect.flatMap(decodePage(page), (page) => run("list", selectRecords(sql`1 = 1`, page))),
+        Effect.flatMap(decodePage(page), (page) =>
+          run("list", Effect.flatMap(selects.all.rows(paged(page)), records)),
+        ),
 
       put: (key, version, value, options) =>
-        Effect.gen(function* () {
-          const checkedKey = yield* decodeKey(key)
-          const checkedVersion = yield* decodeVersion(version)
-          const json = yield* decodeValue(value)
-          const type = (yield* decodeTypeOption(options)) ?? typeOf(value)
-          const created = time(yield* Clock.currentTimeMillis)
-          const written =
-            checkedVersion > 0
-              ? putWrites.update(checkedKey, checkedVersion, json, type)
-              : checkedVersion === 0
-                ? putWrites.create(checkedKey, json, type, created)
-                : putWrites.upsert(checkedKey, json, type, created)
-          return yield* notifying(run("put", writeOne(checkedKey, checkedVersion, written)))
-        }),
+        Effect.flatMap(decodePut({ key, version, value, type: options?.type }), (checked) =>
+          writeSingle(
+            "put",
+            writes.put.single,
+            { key: checked.key, value: checked.value, type: checked.type ?? typeOf(value) },
+            checked.version,
+          ),
+        ),
 
       patch: (key, version, patch, options) =>
-        Effect.gen(function* () {
-          const checkedKey = yield* decodeKey(key)
-          const checkedVersion = yield* decodeVersion(version)
-          const json = yield* decodePatch(patch)
-          const type = (yield* decodeTypeOption(options)) ?? null
-          const created = time(yield* Clock.currentTimeMillis)
-          const written =
-            checkedVersion > 0
-              ? patchWrites.update(checkedKey, checkedVersion, json, type)
-              : checkedVersion === 0
-                ? patchWrites.create(checkedKey, json, type, created)
-                : patchWrites.upsert(checkedKey, json, type, created)
-          return yield* notifying(run("patch", writeOne(checkedKey, checkedVersion, written)))
-        }),
+        Effect.flatMap(decodePatch({ key, version, patch, type: options?.type }), (checked) =>
+          writeSingle(
+            "patch",
+            writes.patch.single,
+            { key: checked.key, value: checked.patch, type: checked.type ?? null },
+            checked.version,
+          ),
+        ),
 
       delete: (...keys) =>
-        Effect.gen(function* () {
-          const checked = yield* decodeKeys(keys)
-          if (checked.length === 0) return 0
-          const statements = chunks(checked).map(
-            (chunk) => sql`DELETE FROM kv_records WHERE "key" IN ${sql.in(chunk)}`,
-          )
-          const deleted =
-            statements.length === 1
-              ? executor.affected(statements[0]!)
-              : Effect.map(
-                  Effect.catchTag(executor.atomic(statements), "AtomicStatementError", (e) =>
-                    Effect.fail(e.cause),
-                  ),
-                  (results) => results.reduce((n, r) => n + r.affected, 0),
-                )
-          return yield* notifying(run("delete", deleted))
-        }),
+        Effect.flatMap(decodeKeys(keys), (checked) =>
+          checked.length === 0
+            ? Effect.succeed(0)
+            : notifying(run("delete", deleteKeys.affected({ keys: list(checked) }))),
+        ),
 
       deletePrefix: (prefix, page) =>
         Effect.flatMap(deletePrefixStatement(prefix, page), (statement) =>
@@ -491,31 +617,29 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           notifying(run("deleteRange", executor.affected(statement))),
         ),
 
-      count: () => run("count", countOf(sql`SELECT COUNT(*) AS n FROM kv_records`)),
+      count: () => run("count", Effect.map(counts.all.rows({}), countOf)),
 
       countPrefix: (prefix) =>
-        Effect.flatMap(decodePrefix(prefix), (prefix) =>
-          run(
-            "countPrefix",
-            countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${prefixCondition(prefix)}`),
-          ),
-        ),
+        Effect.flatMap(decodePrefix(prefix), (prefix) => {
+          const range = prefixRange(prefix)
+          const rows =
+            range.to === undefined
+              ? counts.from.rows({ from: range.from })
+              : counts.range.rows({ from: range.from, to: range.to })
+          return run("countPrefix", Effect.map(rows, countOf))
+        }),
 
       countRange: (from, to) =>
-        Effect.gen(function* () {
-          const condition = rangeCondition(yield* decodeFrom(from), yield* decodeTo(to))
-          return yield* run(
-            "countRange",
-            countOf(sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${condition}`),
-          )
-        }),
+        Effect.flatMap(decodeRange({ from, to }), (range) =>
+          run("countRange", Effect.map(counts.range.rows(range), countOf)),
+        ),
 
       mutateAll: (mutations) =>
         Effect.gen(function* () {
           if (mutations.length === 0) return []
-          const now = yield* Clock.currentTimeMillis
+          const created = time(yield* Clock.currentTimeMillis)
           const planned = (yield* Effect.forEach(mutations, (mutation, i) =>
-            planMutation(mutation, i, now),
+            planMutation(mutation, i, created),
           )).flat()
           const steps = planned.map(([, step]) => step)
           const results = yield* notifying(
@@ -528,82 +652,71 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
                 ),
             ),
           )
-          const counts = mutations.map(() => 0)
+          const affected = mutations.map(() => 0)
           results.forEach((result, i) => {
             const step = steps[i]!
-            if (step.kind === "write") counts[step.mutation] = result.affected
+            if (step.kind === "write") affected[step.mutation] = result.affected
           })
-          return counts
+          return affected
         }),
 
-      stream: (type, seq, limit) =>
+      stream: (type, seq, limitOf) =>
         Effect.gen(function* () {
-          const checkedType = yield* decodeType(type)
-          const from = yield* decodeSeq(seq)
-          const page = { offset: 0, limit: yield* decodeLimit(limit ?? -1) }
-          const ofType = checkedType === "all" ? sql.literal("") : sql`AND "type" = ${checkedType}`
-          const found = sql<StreamRow>`SELECT "seq", "action", ${columns} FROM kv_stream
-            WHERE "seq" >= ${from} ${ofType} ORDER BY "seq" ${limitOffset(page)}`
+          const checked = yield* decodeStream({ type, seq, limit: limitOf ?? -1 })
+          const bounds = { seq: checked.seq, limit: limit(checked.limit) }
+          const rows =
+            checked.type === "all"
+              ? streamAll.rows(bounds)
+              : streamOfType.rows({ ...bounds, type: checked.type })
           return yield* run(
             "stream",
-            Effect.map(executor.rows(found), (rows) => rows.map(toStreamRecord)),
+            Effect.flatMap(rows, (found) => parseRows("kv_stream", found, toStreamRecord)),
           )
         }),
 
       streamSeq: () =>
         run(
           "streamSeq",
-          Effect.map(executor.rows(latestSeq), (found) => Number(found[0]?.seq ?? 0)),
+          Effect.map(selectLatestSeq.rows({}), (found) => Number(found[0]?.seq ?? 0)),
         ),
 
       streamTrim: (seq) =>
-        Effect.flatMap(decodeSeq(seq), (seq) =>
-          run("streamTrim", executor.affected(sql`DELETE FROM kv_stream WHERE "seq" <= ${seq}`)),
-        ),
+        Effect.flatMap(decodeSeq(seq), (seq) => run("streamTrim", trimStream.affected({ seq }))),
 
       lockAcquire: (name, lockedBy, duration) =>
         Effect.gen(function* () {
-          const lock = yield* decodeLockName(name)
-          const holder = yield* decodeHolder(lockedBy)
-          const millis = Math.ceil(Duration.toMillis(yield* decodeDuration(duration)))
+          const lock = yield* decodeLockAcquire({ name, holder: lockedBy, duration })
           const now = yield* Clock.currentTimeMillis
-          // Taken when free or expired; refreshed (same lockedAt) by the same holder.
-          const acquired = sql`INSERT INTO kv_locks ("name", "locked_by", "locked_at", "expires_at")
-            VALUES (${lock}, ${holder}, ${time(now)}, ${time(now + millis)})
-            ON CONFLICT ("name") DO UPDATE SET
-              "locked_by" = excluded."locked_by",
-              "locked_at" = CASE WHEN kv_locks."locked_by" = excluded."locked_by"
-                AND kv_locks."expires_at" > excluded."locked_at" THEN kv_locks."locked_at" ELSE excluded."locked_at" END,
-              "expires_at" = excluded."expires_at"
-            WHERE kv_locks."locked_by" = excluded."locked_by" OR kv_locks."expires_at" <= excluded."locked_at"
-            RETURNING "name"`
+          const taken = acquireLock.rows({
+            name: lock.name,
+            holder: lock.holder,
+            now: time(now),
+            expires: time(now + lock.duration),
+          })
           return yield* run(
             "lockAcquire",
-            Effect.map(executor.rows(acquired), (taken) => taken.length === 1),
+            Effect.map(taken, (rows) => rows.length === 1),
           )
         }),
 
       lockRelease: (name, lockedBy) =>
-        Effect.gen(function* () {
-          const lock = yield* decodeLockName(name)
-          const holder = yield* decodeHolder(lockedBy)
-          const released = sql`DELETE FROM kv_locks WHERE "name" = ${lock} AND "locked_by" = ${holder}`
-          return yield* run(
+        Effect.flatMap(decodeLockRelease({ name, holder: lockedBy }), (lock) =>
+          run(
             "lockRelease",
-            Effect.map(executor.affected(released), (deleted) => deleted === 1),
-          )
-        }),
+            Effect.map(releaseLock.affected(lock), (deleted) => deleted === 1),
+          ),
+        ),
 
       lockStatus: (name) =>
         Effect.gen(function* () {
           const lock = yield* decodeLockName(name)
           const now = yield* Clock.currentTimeMillis
-          const found = sql<LockRow>`SELECT "name", "locked_by", "locked_at", "expires_at" FROM kv_locks
-            WHERE "name" = ${lock} AND "expires_at" > ${time(now)}`
           return yield* run(
             "lockStatus",
-            Effect.map(executor.rows(found), (locks) =>
-              Option.map(Option.fromNullable(locks[0]), toLockStatus),
+            Effect.flatMap(selectLock.rows({ name: lock, now: time(now) }), (rows) =>
+              Effect.map(parseRows("kv_locks", rows.slice(0, 1), toLockStatus), (found) =>
+                Option.fromNullable(found[0]),
+              ),
             ),
           )
         }),

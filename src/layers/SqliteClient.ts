@@ -144,19 +144,30 @@ export const make = (
       return { rows: [], affected: statement.run(...params).changes }
     }
 
-    /** Runs `f` now; SQLITE_BUSY (another process holds the lock) is retried with backoff. */
-    const attempt = <A>(f: () => A): Effect.Effect<A, SqlError> => {
+    /** Runs `f` now, once. */
+    const once = <A>(f: () => A): Effect.Effect<A, SqlError> => {
       try {
         return Effect.succeed(f())
       } catch (cause) {
-        return isBusy(cause)
-          ? Effect.retry(Effect.try({ try: f, catch: sqlError }), {
-              schedule: busyRetry,
-              while: (error) => isBusy(error.cause),
-            })
-          : Effect.fail(sqlError(cause))
+        return Effect.fail(sqlError(cause))
       }
     }
+
+    /**
+     * Runs `f` now; SQLITE_BUSY is retried with backoff. For the client's own statements,
+     * which `Client.make` runs under its transaction lock or inside their transaction; the
+     * store's go through `guarded` below.
+     */
+    const attempt = <A>(f: () => A): Effect.Effect<A, SqlError> =>
+      Effect.catchIf(
+        once(f),
+        (error) => isBusy(error.cause),
+        () =>
+          Effect.retry(
+            Effect.suspend(() => once(f)),
+            { schedule: busyRetry, while: (e) => isBusy(e.cause) },
+          ),
+      )
 
     // Transactions of the client (`withTransaction`) hold the one permit until they end.
     const transactionLock = yield* Effect.makeSemaphore(1)
@@ -220,14 +231,31 @@ export const make = (
      * the fiber's own transaction the statement belongs to it; another fiber's transaction is
      * waited for.
      */
-    const guarded = <A>(f: () => A): Effect.Effect<A, SqlError> => {
-      if (!db.inTransaction) return attempt(f)
+    const guardedOnce = <A>(f: () => A): Effect.Effect<A, SqlError> => {
+      if (!db.inTransaction) return once(f)
       return Effect.flatMap(Effect.serviceOption(Client.TransactionConnection), (open) =>
         Option.isSome(open) && open.value[0] === connection
-          ? attempt(f)
-          : transactionLock.withPermits(1)(Effect.suspend(() => attempt(f))),
+          ? once(f)
+          : transactionLock.withPermits(1)(Effect.suspend(() => once(f))),
       )
     }
+
+    /**
+     * `guardedOnce`, with SQLITE_BUSY (another process held the write lock past the busy
+     * timeout) retried with backoff. Every retry goes through the guard again: while this
+     * fiber waited, another one may have opened a transaction, which the retried statement
+     * must not join.
+     */
+    const guarded = <A>(f: () => A): Effect.Effect<A, SqlError> =>
+      Effect.catchIf(
+        guardedOnce(f),
+        (error) => isBusy(error.cause),
+        () =>
+          Effect.retry(
+            Effect.suspend(() => guardedOnce(f)),
+            { schedule: busyRetry, while: (error) => isBusy(error.cause) },
+          ),
+      )
 
     const executor: Executor = {
       rows: (statement) =>
