@@ -19,9 +19,11 @@
  *   failing with a (false) `AtomicStatementError`.
  * - a statement with an empty part (`;;`, a comment after the last `;`) makes rqlited
  *   allocate memory until it is killed; the client refuses them.
- * - `level=linearizable` is only known from rqlite 8.32 on; older servers silently read it
- *   as `weak`. The client asks the server for its version and sends `strong` (which is
- *   linearizable too, through the Raft log) when it cannot tell that the server is 8.32+.
+ * - `level=linearizable` is only known from rqlite 8.32 on (older servers read it as `weak`),
+ *   and 8.32.0 to 9.1.0 run read-only requests on `/db/request` at it as plain local reads,
+ *   which may be stale (rqlite issue 2347, fixed in 9.1.1). The client asks the server for its
+ *   version and sends `linearizable` only to 9.1.1 or later; otherwise `strong`, which is
+ *   linearizable too, through the Raft log.
  *
  * A cluster is a list of nodes (`http://h1:4001,h2:4001,h3:4001`). Requests go to the node that
  * answered last. When a node cannot serve a request (it refuses the connection, times out, or
@@ -106,7 +108,7 @@ export interface RqliteClient extends Client.SqlClient, WithExecutor {
     readonly username?: string | undefined
     readonly password?: Redacted.Redacted<string> | undefined
   }
-  /** The level sent with reads: `config.level`, or `strong` for `linearizable` on servers before 8.32. */
+  /** The level sent with reads: `config.level`, or `strong` for `linearizable` on servers before 9.1.1. */
   readonly readLevel: ReadConsistency
   /**
    * Runs the statements as one rqlite transaction (one HTTP request) and returns the rows of

@@ -280,10 +280,23 @@ export const atomicOutcome = (
 // The read level
 // ---------------------------------------------------------------------------------------------
 
-/** The level to send for `linearizable` reads: servers before 8.32 read `linearizable` as `weak`. */
+/** The first release whose `/db/request` runs read-only requests at `linearizable` (rqlite PR 2349). */
+const linearizableSince = [9, 1, 1] as const
+
+/**
+ * The level to send for `linearizable` reads to a server whose `/status` says `build.version`
+ * is `version`. rqlite before 8.32 reads `linearizable` as `weak`; 8.32.0 to 9.1.0 accept it
+ * on `/db/request` but run read-only requests as plain local reads (rqlite issue 2347). So
+ * only a release (`v9.1.1`, `9.1.1` or later, as rqlite's releases name themselves) gets
+ * `linearizable`; every other version, a dev build (`8`, `unknown`) or none gets `strong`,
+ * which is linearizable too, through the Raft log.
+ */
 export const linearizableLevelFor = (version: unknown): "linearizable" | "strong" => {
-  const match = typeof version === "string" ? /^v?(\d+)\.(\d+)/.exec(version) : null
+  const match = typeof version === "string" ? /^v?(\d+)\.(\d+)\.(\d+)$/.exec(version.trim()) : null
   if (match === null) return "strong"
-  const [major, minor] = [Number(match[1]), Number(match[2])]
-  return major > 8 || (major === 8 && minor >= 32) ? "linearizable" : "strong"
+  for (let i = 0; i < 3; i++) {
+    const part = Number(match[i + 1])
+    if (part !== linearizableSince[i]) return part > linearizableSince[i]! ? "linearizable" : "strong"
+  }
+  return "linearizable"
 }
