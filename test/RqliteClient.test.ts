@@ -292,7 +292,7 @@ describe("RqliteClient failover between nodes", () => {
     Effect.gen(function* () {
       const dead = yield* closedPort()
       const node = yield* fakeNode((request) =>
-        request.url === "/status" ? { body: JSON.stringify({ build: { version: "v8.36.0" } }) } : ok(),
+        request.url === "/status" ? { body: JSON.stringify({ build: { version: "v9.1.1" } }) } : ok(),
       )
       const level = yield* Effect.map(RqliteClient.RqliteClient, (client) => client.readLevel).pipe(
         Effect.provide(
@@ -565,7 +565,7 @@ describe("RqliteClient failures", () => {
       const server = yield* fakeServer((_, url) =>
         JSON.stringify(
           url === "/status"
-            ? { build: { version: "v8.36.2" } }
+            ? { build: { version: "v9.2.0" } }
             : { results: [{ columns: ["x"], values: [[1]] }] },
         ),
       )
@@ -586,9 +586,10 @@ describe("RqliteClient failures", () => {
     }).pipe(Effect.scoped),
   )
 
-  it.live("linearizable reads are sent as strong to servers that cannot be told apart from pre-8.32", () =>
+  it.live("linearizable reads are sent as strong to servers before 9.1.1 or of unknown version", () =>
     Effect.gen(function* () {
-      for (const version of ["8", "v8.31.9", undefined]) {
+      // 8.32.0 to 9.1.0 take `linearizable` but read locally on /db/request (rqlite issue 2347)
+      for (const version of ["8", "v8.31.9", "v8.32.0", "v8.36.2", "v9.1.0", undefined]) {
         const server = yield* fakeServer((_, url) =>
           JSON.stringify(
             url === "/status" ? { build: { version } } : { results: [{ columns: ["x"], values: [[1]] }] },
