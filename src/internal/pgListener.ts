@@ -9,8 +9,8 @@
  * connection went quiet without failing (a dead peer, a frozen network), so a loss is noticed
  * within `checkEvery + checkTimeout`. The loss is logged once; the listener connects again
  * with a capped backoff while the server is down, logs when it listens again and wakes every
- * waiter once then, since notifications sent in the gap are gone (likewise when it first
- * listens: the first waiter subscribed, and may have looked, before LISTEN took effect).
+ * waiter once then, since notifications sent in the gap are gone. It is ready (the first
+ * subscriber goes on) once the first LISTEN took effect or failed.
  *
  * Liveness is real-world time: it runs on the live clock, so that a test's `TestClock`
  * neither freezes the checks nor mistakes a slow answer for a loss.
@@ -27,8 +27,8 @@ import type * as Scope from "effect/Scope"
 import pg from "pg"
 import * as Wakeup from "./wakeup.js"
 
-/** A check every 2 s that must answer within 2 s: a quiet loss is noticed within 4 s. */
-const checkEvery = Duration.seconds(2)
+/** A check every 1.5 s that must answer within 2 s: a quiet loss is noticed within 3.5 s. */
+const checkEvery = Duration.millis(1500)
 const checkTimeout = Duration.seconds(2)
 /** How long closing a connection may take before its socket is destroyed (finalizers stay short). */
 const closeTimeout = Duration.seconds(1)
@@ -129,31 +129,36 @@ const session = (
 /** Wake-ups of other processes' writes on PostgreSQL, by `LISTEN` on a connection per channel. */
 export const make =
   (options: ListenerOptions): Wakeup.External =>
-  (name, wake) =>
+  (name, { wake, ready }) =>
     Effect.gen(function* () {
       const channel = Wakeup.pgChannel(name)
       const where = `LISTEN ${channel} on ${options.server}`
       const backoff = yield* Schedule.driver(relisten)
       let state: "starting" | "listening" | "lost" = "starting"
-      // Every waiter looks once when LISTEN starts working: what was sent before went unheard
-      // (since the waiter's last look, or while the connection was lost).
       const listening = Effect.suspend(() => {
         const was = state
         state = "listening"
-        const logged =
+        return Effect.zipRight(
+          Effect.zipRight(backoff.reset, ready),
           was === "lost"
-            ? Effect.logInfo(`${where}: listening again; every waiter looks once for what it missed`)
-            : Effect.void
-        return Effect.zipRight(backoff.reset, Effect.zipRight(logged, wake))
+            ? Effect.zipRight(
+                Effect.logInfo(`${where}: listening again; every waiter looks once for what it missed`),
+                wake,
+              )
+            : Effect.void,
+        )
       })
       const failed = (reason: string) =>
         Effect.suspend(() => {
           const was = state
           state = "lost"
           if (was === "lost") return Effect.logDebug(`${where}: still cannot listen: ${reason}`)
-          return Effect.logWarning(
-            `${where}: ${was === "listening" ? "lost the connection" : "cannot listen"} (${reason}); ` +
-              "trying again, idle waiters poll meanwhile",
+          return Effect.zipRight(
+            Effect.logWarning(
+              `${where}: ${was === "listening" ? "lost the connection" : "cannot listen"} (${reason}); ` +
+                "trying again, idle waiters poll meanwhile",
+            ),
+            ready,
           )
         })
       return yield* Effect.forever(

@@ -11,14 +11,17 @@
  *   starts none). PostgreSQL `LISTEN`s on a connection of its own (fed by `pg_notify` in the
  *   writing transaction, see `pgListener.ts`); SQLite checks `PRAGMA data_version` on a short
  *   interval (`polled`); rqlite has none (its waiters poll).
- * A source wakes every waiter once when it starts to work (a waiter may have looked before it
- * did) and when it is back after a loss (logged once; it tries again meanwhile), since changes
- * made in between went unheard.
+ * The first subscriber waits until the source's first attempt is over (e.g. LISTEN took
+ * effect), so that its first look for work comes after it. A source that loses its signal logs
+ * it once, tries again, and wakes every waiter once when it is back, since changes made in the
+ * gap went unheard.
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
@@ -49,13 +52,23 @@ export interface Service {
 
 export class Wakeup extends Context.Tag("effect-kv/Wakeup")<Wakeup, Service>() {}
 
+export interface Hooks {
+  /** Wakes every waiter of the channel. */
+  readonly wake: Effect.Effect<void>
+  /**
+   * The first attempt is over: the source hears changes from now on, or it failed (logged) and
+   * tries again. Subscribing waits for it, so that a waiter's first look comes after it.
+   */
+  readonly ready: Effect.Effect<void>
+}
+
 /**
  * Another process's changes on `channel`: runs until it is interrupted, running `wake` when
- * another process changed the channel, and once when it starts to hear changes (at first, and
- * after a gap in which changes went unheard).
- * It deals with its own failures (logs them, tries again): it neither fails nor ends.
+ * another process changed the channel, and once when it hears changes again after a gap in
+ * which they went unheard. It deals with its own failures (logs them, tries again): it neither
+ * fails nor ends.
  */
-export type External = (channel: Channel, wake: Effect.Effect<void>) => Effect.Effect<never>
+export type External = (channel: Channel, hooks: Hooks) => Effect.Effect<never>
 
 /** Wake-ups from local writes, plus `external` ones (another process's writes). */
 export const make = (external?: External): Effect.Effect<Service, never, Scope.Scope> =>
@@ -65,18 +78,23 @@ export const make = (external?: External): Effect.Effect<Service, never, Scope.S
         // Capacity 1, sliding: a waiter that has not looked yet has one signal pending, not many.
         const hub = yield* PubSub.sliding<void>(1)
         const wake = PubSub.publish(hub, undefined)
-        const source =
-          external === undefined
-            ? undefined
-            : yield* RcRef.make({
-                acquire: Effect.forkScoped(
-                  external(channel, wake).pipe(
-                    Effect.catchAllCause((cause) =>
-                      Effect.logError(`wake-ups from other processes on "${channel}" stopped`, cause),
-                    ),
-                  ),
+        const start = (source: External) =>
+          Effect.gen(function* () {
+            const ready = yield* Deferred.make<void>()
+            const running = yield* Effect.forkScoped(
+              source(channel, { wake, ready: Deferred.complete(ready, Effect.void) }).pipe(
+                Effect.catchAllCause((cause) =>
+                  Effect.logError(`wake-ups from other processes on "${channel}" stopped`, cause),
                 ),
-              })
+                // a source that broke before it was ready must not hold up its subscribers
+                Effect.ensuring(Deferred.complete(ready, Effect.void)),
+              ),
+            )
+            // RcRef does not close the scope of an acquisition that was interrupted: stop it here
+            yield* Effect.onInterrupt(Deferred.await(ready), () => Fiber.interrupt(running))
+          })
+        // Started by the first subscriber, stopped (its scope closed) when the last one leaves.
+        const source = external === undefined ? undefined : yield* RcRef.make({ acquire: start(external) })
         return { hub, wake, source, listeners: 0 }
       })
     const channels = { tasks: yield* open("tasks"), stream: yield* open("stream") }
@@ -114,13 +132,13 @@ const messageOf = (error: unknown): string => (error instanceof Error ? error.me
 
 /**
  * A source that reads `version` every `interval` and wakes when it changed (e.g. SQLite's
- * `PRAGMA data_version`, which changes when another connection committed). A failing read is
- * logged once per run of failures, naming `what`; the first read that works again wakes,
- * since changes made meanwhile went unnoticed; so does the first reading.
+ * `PRAGMA data_version`, which changes when another connection committed); ready after the
+ * first reading. A failing read is logged once per run of failures, naming `what`; the first
+ * read that works again wakes, since changes made meanwhile went unnoticed.
  */
 export const polled =
   <A>(version: Effect.Effect<A, unknown>, interval: Duration.DurationInput, what: string): External =>
-  (channel, wake) =>
+  (channel, { wake, ready }) =>
     Effect.suspend(() => {
       let last: { readonly version: A } | undefined
       let failing = false
@@ -135,8 +153,7 @@ export const polled =
           )
         },
         onSuccess: (current) => {
-          // the first reading wakes too: a change before it (after the waiter's look) went unseen
-          const changed = last === undefined || last.version !== current
+          const changed = last !== undefined && last.version !== current
           last = { version: current }
           if (failing) {
             failing = false
@@ -145,5 +162,8 @@ export const polled =
           return changed ? wake : Effect.void
         },
       })
-      return Effect.repeat(check, Schedule.spaced(interval)).pipe(Effect.zipRight(Effect.never))
+      return Effect.zipRight(check, ready).pipe(
+        Effect.zipRight(Effect.repeat(Effect.delay(check, interval), Schedule.forever)),
+        Effect.zipRight(Effect.never),
+      )
     })
