@@ -6,6 +6,7 @@
  * One source per channel serves every waiter of a layer.
  */
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
@@ -118,6 +119,44 @@ const terminateListeners = (admin: pg.Client, channel: Wakeup.Channel) =>
     )
     return pids.length
   })
+
+/**
+ * A TCP forwarder to the server on a port of its own that can be stopped (connections dropped,
+ * new ones refused, like a server that went down) and started again on the same port.
+ */
+const startForwarder = async (targetPort: number) => {
+  const sockets = new Set<net.Socket>()
+  let server: net.Server | undefined
+  let port = 0
+  const start = () =>
+    new Promise<void>((resolve, reject) => {
+      const listening = net.createServer((client) => {
+        const upstream = net.connect(targetPort, "127.0.0.1")
+        for (const socket of [client, upstream]) {
+          sockets.add(socket)
+          socket.on("error", () => socket.destroy())
+          socket.on("close", () => sockets.delete(socket))
+        }
+        client.pipe(upstream)
+        upstream.pipe(client)
+      })
+      listening.once("error", reject)
+      listening.listen(port, "127.0.0.1", () => {
+        port = (listening.address() as net.AddressInfo).port
+        server = listening
+        resolve()
+      })
+    })
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      if (server === undefined) return resolve()
+      server.close(() => resolve())
+      server = undefined
+    })
+  await start()
+  return { port, start, stop }
+}
 
 const createTask = (process: Context.Context<Scheduler>) =>
   Effect.flatMap(Scheduler, (scheduler) => Effect.flatMap(Task.make("ping", {}), scheduler.create)).pipe(
@@ -331,6 +370,52 @@ describe("PostgreSQL: a terminated LISTEN connection comes back", () => {
         const closing = Date.now()
         yield* Scope.close(scope, Exit.void)
         assert.isBelow(Date.now() - closing, 3_000)
+      }).pipe(Effect.provide(capturingLogs(lines)))
+    },
+    { timeout: 60_000 },
+  )
+
+  it.scopedLive(
+    "while the server is away, connecting again fails quietly; once it is back, LISTEN works again and every waiter is woken",
+    () => {
+      const lines: Array<LogLine> = []
+      return Effect.gen(function* () {
+        const database = yield* scratchDatabase
+        const admin = yield* adminClient(database.url)
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startForwarder(Number(new URL(database.url).port || 5432))),
+          (server) => Effect.promise(() => server.stop()),
+        )
+        const through = new URL(database.url)
+        through.port = String(server.port)
+        const client = yield* Layer.build(KvPostgres.layerClient({ url: through.toString() }))
+        const signal = yield* Effect.flatMap(Wakeup.Wakeup, (wakeup) => wakeup.subscribe("tasks")).pipe(
+          Effect.provide(client),
+        )
+        assert.lengthOf(yield* listeners(admin, "tasks"), 1)
+
+        // the "server" goes away: its connections drop, new ones are refused
+        yield* Effect.promise(() => server.stop())
+        yield* eventually(
+          Effect.sync(() => linesLike(lines, "WARN", "LISTEN effect_kv_tasks").length > 0),
+          "the loss logged",
+        )
+        // several attempts to connect again fail meanwhile (after 0.25, 0.5, 1, 2 s): not logged again
+        yield* Effect.sleep("3 seconds")
+        assert.lengthOf(linesLike(lines, "WARN", "LISTEN effect_kv_tasks"), 1, JSON.stringify(lines))
+        assert.lengthOf(linesLike(lines, "INFO", "listening again"), 0)
+        assert.isFalse(yield* signal.wait("1 millis"))
+
+        yield* Effect.promise(() => server.start())
+        yield* eventually(
+          Effect.sync(() => linesLike(lines, "INFO", "listening again").length > 0),
+          "listening again within the capped backoff",
+        )
+        assert.isTrue(yield* signal.wait("1 millis")) // woken once, to look for what it missed
+        assert.isFalse(yield* signal.wait("1 millis"))
+        yield* Effect.promise(() => admin.query("SELECT pg_notify($1, 'x')", [Wakeup.pgChannel("tasks")]))
+        assert.isTrue(yield* signal.wait("5 seconds"))
+        assert.lengthOf(linesLike(lines, "WARN", "LISTEN effect_kv_tasks"), 1)
       }).pipe(Effect.provide(capturingLogs(lines)))
     },
     { timeout: 60_000 },
