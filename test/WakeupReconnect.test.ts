@@ -172,7 +172,7 @@ const assertLoggedOnce = (lines: ReadonlyArray<LogLine>, channel: Wakeup.Channel
   assert.include(lost[0]!.message, database)
   assert.notInclude(lost[0]!.message, "hunter2")
   assert.lengthOf(
-    linesLike(lines, "INFO", `${where}`).filter((l) => l.message.includes("listening again")),
+    linesLike(lines, "INFO", where).filter((l) => l.message.includes("listening again")),
     1,
   )
 }
