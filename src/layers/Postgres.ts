@@ -13,10 +13,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
-import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
 import { explainGeneric, fromSqlClient, SqlExecutor } from "../internal/executor.js"
+import * as PgListener from "../internal/pgListener.js"
 import * as Wakeup from "../internal/wakeup.js"
 import type { RetryBackoff } from "../Scheduler.js"
 import { InvalidArgumentError, StoreError } from "../Store.js"
@@ -35,19 +34,19 @@ export interface PostgresConfig {
   readonly connectTimeout?: Duration.DurationInput | undefined
 }
 
-/** A LISTEN that fails is started again, slower and slower; meanwhile waiters poll. */
-const relisten = Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("30 seconds")))
-
 /**
  * Wake-ups from `LISTEN`: every write's transaction signals with `pg_notify` (see the
- * migrations), this process's included, on one connection per process (PgClient shares it).
+ * migrations), this process's included. Each channel with waiters has one connection of its
+ * own (named `effect-kv: LISTEN <channel>`), watched and opened again when lost (see
+ * `pgListener.ts`); `server` names the server in its logs, without the password.
  */
-const layerWakeup = Layer.effect(
-  Wakeup.Wakeup,
-  Effect.flatMap(PgClient.PgClient, (pg) =>
-    Wakeup.make((channel) => pg.listen(Wakeup.pgChannel(channel)).pipe(Stream.retry(relisten), Stream.orDie)),
-  ),
-)
+const layerWakeup = (server: string) =>
+  Layer.scoped(
+    Wakeup.Wakeup,
+    Effect.flatMap(PgClient.PgClient, (pg) =>
+      Wakeup.make(PgListener.make({ connection: PgListener.connectionOf(pg.config), server })),
+    ),
+  )
 
 /** The generic executor of the `PgClient`. */
 const layerExecutor = Layer.effect(SqlExecutor, Effect.map(PgClient.PgClient, fromSqlClient))
@@ -75,7 +74,7 @@ export const layerClient = (
           connectTimeout: config.connectTimeout ?? Duration.seconds(5),
           applicationName: "effect-kv",
         }).pipe(
-          (client) => Layer.provideMerge(Layer.merge(layerWakeup, layerExecutor), client),
+          (client) => Layer.provideMerge(Layer.merge(layerWakeup(target.display), layerExecutor), client),
           Layer.mapError((cause) => {
             const why = cause._tag === "SqlError" ? explainGeneric(cause).detail : String(cause)
             return new StoreError({

@@ -11,7 +11,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Stream from "effect/Stream"
 import * as ConnectionString from "../internal/connection.js"
 import type { SqlExecutor } from "../internal/executor.js"
 import * as Wakeup from "../internal/wakeup.js"
@@ -45,10 +44,11 @@ const location = (filename: string) =>
 
 /**
  * Wake-ups on a file: this process's writes, and other processes' writes noticed by
- * `PRAGMA data_version`, which changes when another connection committed.
+ * `PRAGMA data_version`, which changes when another connection committed (one check per
+ * channel with waiters, every `interval`; a failing check is logged once, until it works).
  */
 const layerWakeup = (interval: Duration.DurationInput) =>
-  Layer.effect(
+  Layer.scoped(
     Wakeup.Wakeup,
     Effect.gen(function* () {
       const client = yield* SqliteClient.SqliteClient
@@ -57,18 +57,8 @@ const layerWakeup = (interval: Duration.DurationInput) =>
         client.executor.rows(client.unsafe<{ data_version: number }>("PRAGMA data_version")),
         (rows) => rows[0]?.data_version,
       )
-      return yield* Wakeup.make(() =>
-        Stream.suspend(() => {
-          let last: number | undefined
-          return Wakeup.polled(
-            Effect.map(dataVersion, (version) => {
-              const changed = last !== undefined && version !== last
-              last = version
-              return changed
-            }),
-            interval,
-          )
-        }),
+      return yield* Wakeup.make(
+        Wakeup.polled(dataVersion, interval, `PRAGMA data_version on "${client.config.filename}"`),
       )
     }),
   )
