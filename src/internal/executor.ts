@@ -124,18 +124,20 @@ const codeOf = (u: unknown): string | undefined => {
 }
 
 /**
- * The cause of a write whose connection was lost after it was sent: it may or may not have
- * been applied, and only the caller can find out (it is never sent again).
+ * The cause of a write that reached the database but got no answer (the connection dropped,
+ * the request timed out, an rqlite leader was deposed while committing it): it may or may not
+ * have been applied, and only the caller can find out. It is never sent again.
  */
 export class WriteOutcomeUnknown extends Data.TaggedError("WriteOutcomeUnknown")<{
-  /** Where the write went and what happened, without passwords. */
-  readonly detail: string
-  readonly cause?: unknown
+  /** Where the write was sent (an rqlite node, the database server), without credentials. */
+  readonly node: string
+  /** What happened to it there. */
+  readonly reason: string
 }> {
   override get message() {
     return (
-      `the outcome of the write is unknown: ${this.detail}. It may or may not have been applied; ` +
-      "read the data back before retrying it"
+      `the outcome of the write is unknown: ${this.node} ${this.reason}. It may or may not have been ` +
+      "applied; read the data back before retrying it"
     )
   }
 }
@@ -230,15 +232,14 @@ const liveClock = Clock.make()
 /** A read whose connection failed is tried once more, after a pause in which the pool drops dead connections. */
 const readRetry = Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(1)))
 
-const unknownIfLost = (error: SqlError): SqlError =>
-  isLostConnection(error)
-    ? new SqlError({
-        message: new WriteOutcomeUnknown({
-          detail: `the connection was lost while the database ran it (${explainGeneric(error).detail})`,
-        }).message,
-        cause: new WriteOutcomeUnknown({ detail: "the connection was lost", cause: error }),
-      })
-    : error
+const unknownIfLost = (error: SqlError): SqlError => {
+  if (!isLostConnection(error)) return error
+  const unknown = new WriteOutcomeUnknown({
+    node: "the database server",
+    reason: `lost the connection while it ran the write (${explainGeneric(error).detail})`,
+  })
+  return new SqlError({ message: unknown.message, cause: unknown })
+}
 
 /**
  * A read that failed because its connection could not be made or was lost is sent once more

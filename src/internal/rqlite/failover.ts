@@ -16,34 +16,11 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import { WriteOutcomeUnknown } from "../executor.js"
 import { mayTryElsewhere, type NodeFailure, wasSent } from "./nodeFailure.js"
 
-/**
- * The cause of a write that failed in a way that leaves its outcome unknown: the request
- * reached rqlite, but no answer came back (the connection dropped, the request timed out, or
- * the leader was deposed while committing it). It may or may not have been applied.
- */
-export class WriteOutcomeUnknown extends Data.TaggedError("WriteOutcomeUnknown")<{
-  /** The node the write was sent to, without credentials. */
-  readonly node: string
-  readonly reason: string
-}> {
-  override get message() {
-    return (
-      `the outcome of the write is unknown: ${this.node} ${this.reason}. It may or may not have been ` +
-      "applied; read the data back before retrying it"
-    )
-  }
-}
-
-/** Whether `error` (a `StoreError`, a `SqlError`, ...) is a write whose outcome is unknown. */
-export const isOutcomeUnknown = (error: unknown): boolean => {
-  for (let u = error, depth = 0; typeof u === "object" && u !== null && depth < 5; depth++) {
-    if ((u as { _tag?: unknown })._tag === "WriteOutcomeUnknown") return true
-    u = (u as { cause?: unknown }).cause
-  }
-  return false
-}
+// The cause of a write whose outcome is unknown is the executor's, the same on every backend.
+export { isOutcomeUnknown, WriteOutcomeUnknown } from "../executor.js"
 
 /** No node could serve the request: none was reachable, or none could serve it in time. */
 export class NoNodeServed extends Data.TaggedError("NoNodeServed")<{
