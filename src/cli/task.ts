@@ -2,9 +2,9 @@
  * The task commands: `task new|list|get|cancel|run`.
  *
  * `task run` runs a `TaskRunner` with the built-in handlers `log` and `echo` until SIGINT or
- * SIGTERM, then shuts down gracefully (exit 0). Its log (one line per task start and finish,
- * naming the runner and the task) goes to stderr in logfmt; an unreachable database is retried
- * with backoff, saying so on stderr.
+ * SIGTERM or until its stdout is closed, then shuts down gracefully (exit 0). Its log (one line
+ * per task start and finish, naming the runner and the task) goes to stderr in logfmt; an
+ * unreachable database is retried with backoff, saying so on stderr.
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -26,6 +26,7 @@ import { layerFor } from "./backend.js"
 import { MissingCommandError } from "./errors.js"
 import { kv } from "./globals.js"
 import { printEncoded, readStdinJson } from "./output.js"
+import * as Stdout from "./stdout.js"
 
 /** `task cancel` of a task that had finished already: nothing changed. */
 export class TaskFinishedError extends Schema.TaggedError<TaskFinishedError>()("TaskFinishedError", {
@@ -153,8 +154,12 @@ const builtIn = {
   /** Logs the payload (stderr). */
   log: (task: Task) =>
     Effect.logInfo("payload").pipe(Effect.annotateLogs("payload", JSON.stringify(task.payload))),
-  /** Prints the payload as one line of JSON (stdout). */
-  echo: (task: Task) => Console.log(JSON.stringify(task.payload)),
+  /**
+   * Prints the payload as one line of JSON (stdout). Done once the line is written: with stdout
+   * closed it waits, and the runner, stopped by the closed stdout, gives the task back after
+   * its shutdown timeout.
+   */
+  echo: (task: Task) => Stdout.write(`${JSON.stringify(task.payload)}\n`),
 }
 const builtInNames = Object.keys(builtIn)
 
@@ -196,7 +201,9 @@ const runTasks = Command.make(
       Options.withDefault(1),
     ),
     shutdownTimeout: durationOption("shutdown-timeout", "30s").pipe(
-      Options.withDescription("On SIGINT/SIGTERM, how long running tasks may take to finish (default 30s)."),
+      Options.withDescription(
+        "On SIGINT/SIGTERM or a closed stdout, how long running tasks may take to finish before they are given back (default 30s).",
+      ),
     ),
   },
   (options) =>
@@ -231,7 +238,7 @@ const runTasks = Command.make(
 ).pipe(
   Command.withDescription(
     "Run tasks with the built-in handlers (log: logs the payload; echo: prints it on stdout) " +
-      "until SIGINT/SIGTERM; one log line per task start and finish on stderr.",
+      "until SIGINT/SIGTERM or until stdout is closed; one log line per task start and finish on stderr.",
   ),
 )
 
