@@ -69,9 +69,7 @@ const newTask = Command.make(
       Options.withSchema(Arg.nonNegative("--max-retries")),
       Options.withDefault(3),
     ),
-    timeout: durationOption("timeout", "300s").pipe(
-      Options.withDescription("How long one attempt may run (default 300s)."),
-    ),
+    timeout: durationOption("timeout", "300s", "How long one attempt may run"),
   },
   ({ delay, maxRetries, name, scheduledFor, timeout }) =>
     Effect.gen(function* () {
@@ -183,11 +181,15 @@ const runTasks = Command.make(
       Options.withSchema(Arg.name("--runner-id")),
       Options.optional,
     ),
-    pollInterval: durationOption("poll-interval", "10s").pipe(
-      Options.withDescription("The longest an idle runner waits before it looks again (default 10s)."),
+    pollInterval: durationOption(
+      "poll-interval",
+      "10s",
+      "The longest an idle runner waits before it looks again",
     ),
-    lockDuration: durationOption("lock-duration", "5m").pipe(
-      Options.withDescription("How long a taken task stays locked without a heartbeat (default 5m)."),
+    lockDuration: durationOption(
+      "lock-duration",
+      "5m",
+      "How long a taken task stays locked without a heartbeat",
     ),
     taskTypes: Options.text("task-types").pipe(
       Options.withPseudoName("a,b"),
@@ -200,10 +202,10 @@ const runTasks = Command.make(
       Options.withSchema(Arg.positive("--concurrency")),
       Options.withDefault(1),
     ),
-    shutdownTimeout: durationOption("shutdown-timeout", "30s").pipe(
-      Options.withDescription(
-        "On SIGINT/SIGTERM or a closed stdout, how long running tasks may take to finish before they are given back (default 30s).",
-      ),
+    shutdownTimeout: durationOption(
+      "shutdown-timeout",
+      "30s",
+      "On SIGINT/SIGTERM or a closed stdout, how long running tasks may take to finish before they are given back",
     ),
   },
   (options) =>
