@@ -3,6 +3,7 @@
  * first). The database behind `backend.connection` must be private to the suite: bad input is
  * checked by comparing every task before and after.
  */
+import * as os from "node:os"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { beforeAll, describe, expect, it, onTestFinished } from "vitest"
@@ -10,6 +11,8 @@ import { type BackendType, layerFor } from "../src/cli/backend.js"
 import { Scheduler, type TaskStatus } from "../src/Scheduler.js"
 import { fails, ok, spawnKv } from "./Cli.suite.js"
 import { startKv } from "./support/kvProcess.js"
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
 
@@ -230,6 +233,24 @@ export const taskCliSuite = (backend: TaskCliBackend) =>
       expect(lines.at(-1)).toMatch(/task runner stopped/)
       // no runner of a later test is to take it
       expect(ok(await kv(["task", "cancel", unprinted]))).toBe("")
+    })
+
+    it("task run's default runner id is the library's: <hostname>-<pid>-<random>", async () => {
+      const runners = [0, 1].map(() => startKv(["task", "run", "--task-types", "log", ...globals]))
+      onTestFinished(() => {
+        for (const runner of runners) runner.kill("SIGKILL")
+      })
+      const ids = await Promise.all(
+        runners.map(async (runner) => {
+          await runner.waitForStderr(/message="task runner started".* runner=\S+/)
+          const id = /message="task runner started".* runner=(\S+)/.exec(runner.stderr())![1]!
+          runner.kill("SIGINT")
+          expect(await runner.exited).toEqual({ code: 0, signal: null })
+          expect(id).toMatch(new RegExp(`^${escapeRegExp(os.hostname())}-${runner.child.pid}-[0-9a-f]{8}$`))
+          return id.split("-").at(-1)
+        }),
+      )
+      expect(ids[0]).not.toBe(ids[1])
     })
 
     it("--help lists the task commands", async () => {

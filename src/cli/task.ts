@@ -177,7 +177,7 @@ const runTasks = Command.make(
   "run",
   {
     runnerId: Options.text("runner-id").pipe(
-      Options.withDescription("Who holds the tasks this runner takes (default <hostname>-<pid>)."),
+      Options.withDescription("Who holds the tasks this runner takes (default <hostname>-<pid>-<random>)."),
       Options.withSchema(Arg.name("--runner-id")),
       Options.optional,
     ),
@@ -213,10 +213,10 @@ const runTasks = Command.make(
       const { connection, type } = yield* kv
       // loaded here, not at start-up: only `task run` needs them
       const TaskRunner = yield* Effect.promise(() => import("../TaskRunner.js"))
-      const { hostname } = yield* Effect.promise(() => import("node:os"))
       const runnerOptions = {
         handlers: builtIn,
-        runnerId: Option.getOrElse(options.runnerId, () => `${hostname()}-${process.pid}`),
+        // absent: the library's default, unique to this process
+        runnerId: Option.getOrUndefined(options.runnerId),
         taskTypes: Option.getOrUndefined(options.taskTypes),
         pollInterval: options.pollInterval,
         lockDuration: options.lockDuration,
