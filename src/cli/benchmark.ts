@@ -28,6 +28,7 @@ import {
 } from "../Store.js"
 import { errorText, MissingCommandError } from "./errors.js"
 import { kv, withStore } from "./globals.js"
+import * as Stdout from "./stdout.js"
 
 type Operation = "get" | "put" | "patch"
 
@@ -179,7 +180,7 @@ const runBenchmark = (operation: Operation, options: { x: number; n: number; w: 
         }
         yield* runAll(Math.min(warmUpOperations, options.n), false, performance.now() + warmUpTime)
         // what is measured, as the measurement starts (the numbers follow when it is done)
-        if (!options.json) yield* Console.log(headline(operation, type, options))
+        if (!options.json) yield* Stdout.writeLine(headline(operation, type, options))
         done = 0
         yield* progress(options.n, () => done)
         const started = performance.now()
@@ -214,7 +215,7 @@ const runBenchmark = (operation: Operation, options: { x: number; n: number; w: 
         Effect.scoped,
       ),
     )
-    yield* Console.log(options.json ? JSON.stringify(summary) : formatNumbers(summary))
+    yield* Stdout.writeLine(options.json ? JSON.stringify(summary) : formatNumbers(summary))
   })
 
 const number = (n: number, digits = 0) =>

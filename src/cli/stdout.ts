@@ -73,3 +73,6 @@ export const write = (text: string): Effect.Effect<void> =>
       else end(error)
     })
   })
+
+/** `text` and a newline, as `write`. */
+export const writeLine = (text: string): Effect.Effect<void> => write(`${text}\n`)

@@ -8,7 +8,6 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
@@ -84,7 +83,7 @@ const newTask = Command.make(
         timeout,
       })
       const created = yield* withScheduler((scheduler) => scheduler.create(task))
-      yield* Console.log(created.id)
+      yield* Stdout.writeLine(created.id)
     }),
 ).pipe(Command.withDescription("Create a task whose payload is the JSON read from stdin; prints its id."))
 
