@@ -19,6 +19,7 @@ import { benchmark } from "./cli/benchmark.js"
 import { consumer } from "./cli/consumer.js"
 import { MissingCommandError, stripAnsi } from "./cli/errors.js"
 import { kv } from "./cli/globals.js"
+import { asKvShowsIt } from "./cli/help.js"
 import { count, del, get, init, list, patch, put } from "./cli/keys.js"
 import { lock } from "./cli/lock.js"
 import { stream } from "./cli/stream.js"
@@ -63,8 +64,10 @@ const topLevel = [
 export const command = kv.pipe(
   Command.withHandler(() => Effect.fail(new MissingCommandError({ path: "kv", expected: topLevel }))),
   Command.withDescription(
-    "A key-value store with a change stream and locks on SQLite, PostgreSQL or rqlite. " +
-      "Every command takes --help; --type and --connection may come before or after the command words.",
+    "A key-value store with a change stream, stream consumers, distributed locks and a task " +
+      "scheduler, on SQLite, PostgreSQL or rqlite. Every command takes --help; --type and " +
+      "--connection may come before or after the command words. Shell completion: " +
+      "kv --completions bash|zsh|fish.",
   ),
   Command.withSubcommands(subcommands),
   Command.transformHandler((effect) => Effect.locally(effect, parsing, false)),
@@ -79,7 +82,7 @@ const cli = Command.run(command, { name: "kv", version: packageJson.version })
 export const run = (argv: ReadonlyArray<string>) => {
   const [runtime = "node", script = "kv", ...args] = argv
   // While parsing, `@effect/cli` prints its errors (muted: `formatError` reports them) and help
-  // (plain text unless stdout is a terminal).
+  // and completion scripts (plain text unless stdout is a terminal; corrected: see cli/help.ts).
   const plainHelp = process.stdout.isTTY !== true
   const whenParsing = (parsingCase: Effect.Effect<void>, otherwise: Effect.Effect<void>) =>
     Effect.flatMap(FiberRef.get(parsing), (isParsing) => (isParsing ? parsingCase : otherwise))
@@ -90,7 +93,7 @@ export const run = (argv: ReadonlyArray<string>) => {
         error: (...message: ReadonlyArray<unknown>) => whenParsing(Effect.void, console.error(...message)),
         log: (...message: ReadonlyArray<unknown>) =>
           whenParsing(
-            console.log(...(plainHelp ? message.map(stripAnsi) : message)),
+            console.log(...message.map((text) => asKvShowsIt(plainHelp ? stripAnsi(text) : text))),
             console.log(...message),
           ),
       }),

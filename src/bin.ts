@@ -3,7 +3,8 @@
  * The `kv` executable: runs the command tree of `Cli.ts` on Node.
  *
  * Every failure ends as exactly one `kv: ...` line on stderr and exit code 1; interruption
- * (SIGINT/SIGTERM) exits 0 after the running command has cleaned up.
+ * (SIGINT/SIGTERM, or stdout closed by its reader as in `kv list | head -1`) exits 0 after the
+ * running command has cleaned up.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
@@ -11,16 +12,12 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Cli from "./Cli.js"
 import * as CliEnvironment from "./cli/environment.js"
-
-// `kv list | head -1`: a closed stdout ends the program quietly.
-process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-  if (error.code === "EPIPE") process.exit(0)
-  throw error
-})
+import * as Stdout from "./cli/stdout.js"
 
 const secrets = Cli.secretsOf(process.argv, process.env)
 
 Cli.run(process.argv).pipe(
+  Stdout.interruptWhenClosed,
   Effect.catchAllCause(
     (cause): Effect.Effect<never, "reported"> =>
       Cause.isInterruptedOnly(cause)

@@ -3,8 +3,9 @@
  * summary (text and `--json`), the user's keys untouched, the benchmark's keys gone, bad counts.
  * Small counts: this checks the command, not the store's speed.
  */
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { type CliBackend, fails, ok, spawnKv } from "./Cli.suite.js"
+import { startKv } from "./support/kvProcess.js"
 
 export const cliBenchmarkSuite = (backend: CliBackend) =>
   describe(`kv benchmark on ${backend.type}`, () => {
@@ -75,6 +76,19 @@ export const cliBenchmarkSuite = (backend: CliBackend) =>
       }
       const summary = JSON.parse(ok(await kv(["benchmark", "get", "--json"])))
       expect(summary).toMatchObject({ operation: "get", records: 100, operations: 10_000, workers: 100 })
+      expect(ok(await kv(["count", "prefix", "kv-benchmark/"]))).toBe("0\n")
+      expect(await snapshot()).toEqual(before)
+    })
+
+    it("a benchmark whose stdout is closed stops, deletes its keys and exits 0", async () => {
+      // far more operations than the test can wait for: only the closed stdout ends this run
+      const run = startKv(["benchmark", "get", "200", "1000000000", "4", ...globals])
+      // the reader is gone before the first line, as in `kv benchmark get | true`: the first
+      // line, printed once the 200 keys are seeded and the measurement starts, fails (EPIPE)
+      onTestFinished(() => run.kill("SIGKILL")) // a test that timed out must not leave it running
+      run.closeStdout()
+      expect(await run.exited, run.stderr()).toEqual({ code: 0, signal: null })
+      expect(run.stderr()).toBe("")
       expect(ok(await kv(["count", "prefix", "kv-benchmark/"]))).toBe("0\n")
       expect(await snapshot()).toEqual(before)
     })

@@ -25,6 +25,10 @@ interface Running {
   readonly alive: () => void
   /** Sends `signal` (by PID) and waits for the process to end. */
   readonly stop: (signal: NodeJS.Signals) => Promise<Result & { readonly signal: NodeJS.Signals | null }>
+  /** Closes the reading end of stdout (as `head -1` does once it has its line). */
+  readonly closeStdout: () => void
+  /** Waits for the process to end by itself. */
+  readonly ended: () => Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>
 }
 
 const running = new Set<ChildProcess>()
@@ -91,7 +95,11 @@ const startKv = (args: ReadonlyArray<string>): Running => {
       throw new Error(`kv exited (${child.exitCode ?? child.signalCode}): ${stderr}`)
     }
   }
-  return { child, next, stop, alive }
+  const closeStdout = () => {
+    child.stdout!.destroy()
+  }
+  const ended = async () => ({ ...(await exited), stderr })
+  return { child, next, stop, alive, closeStdout, ended }
 }
 
 afterEach(() => {
@@ -218,6 +226,28 @@ export const cliConsumerSuite = (backend: CliBackend) =>
       await until("live", second, (s) => s.lockedBy === "worker-2" && s.position === next.seq)
       expect(await second.stop("SIGTERM")).toMatchObject({ code: 0, stdout: "", stderr: "" })
       expect((await status("live")).lockedBy).toBeNull()
+    })
+
+    it("consumer stream whose stdout is closed releases its lock, keeps the batch it could not print, exits 0", async () => {
+      await startAtEnd("closed")
+      const reader = startKv(["consumer", "stream", "closed", "reader", ...globals])
+      await until("closed", reader, (s) => s.lockedBy === "reader")
+      ok(await put("closed/1", 1))
+      const [printed] = await reader.next(1)
+      expect(printed.record.key).toBe("closed/1")
+      await until("closed", reader, (s) => s.position === printed.seq)
+
+      // the reader goes away after the first line, as `kv consumer stream closed reader | head -1` does
+      reader.closeStdout()
+      ok(await put("closed/2", 2))
+      expect(await reader.ended()).toEqual({ code: 0, signal: null, stderr: "" })
+      // released at once (not after the lock duration), and the record it could not print is not committed
+      expect(await status("closed")).toMatchObject({ lockedBy: null, position: printed.seq })
+
+      const next = startKv(["consumer", "stream", "closed", "reader-2", ...globals])
+      const [again] = await next.next(1)
+      expect(again).toMatchObject({ seq: printed.seq + 1, record: { key: "closed/2" } })
+      expect(await next.stop("SIGINT")).toMatchObject({ code: 0, stderr: "" })
     })
 
     it("consumer stream: only the lock holder prints; --of-type filters", async () => {

@@ -3,13 +3,16 @@
  * first). The database behind `backend.connection` must be private to the suite: bad input is
  * checked by comparing every task before and after.
  */
+import * as os from "node:os"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { type BackendType, layerFor } from "../src/cli/backend.js"
 import { Scheduler, type TaskStatus } from "../src/Scheduler.js"
 import { fails, ok, spawnKv } from "./Cli.suite.js"
 import { startKv } from "./support/kvProcess.js"
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
 
@@ -183,6 +186,71 @@ export const taskCliSuite = (backend: TaskCliBackend) =>
       expect(done).toMatchObject({ status: "completed", lockedBy: "cli-runner" })
       expect(done.startedAt).toMatch(RFC3339)
       fails(await kv(["task", "cancel", ids[0]!]), /already completed/)
+    })
+
+    it("task run whose stdout is closed while an echo task runs gives that task back and exits 0", async () => {
+      const printed = ok(await kv(["task", "new", "echo"], '{"closed": 1}')).trim()
+      const runner = startKv([
+        "task",
+        "run",
+        "--runner-id",
+        "closed-stdout-runner",
+        "--task-types",
+        "echo",
+        "--poll-interval",
+        "200ms",
+        // the echo task that cannot print waits this long before it is given back
+        "--shutdown-timeout",
+        "1s",
+        ...globals,
+      ])
+      onTestFinished(() => runner.kill("SIGKILL")) // a failed test must not leave it running
+      await runner.waitForStdout(/^\{"closed":1\}\n/)
+      await until("echo", "completed", (await statuses("echo")).size)
+      // the reader goes away after the first line, as `kv task run | head -1` does
+      runner.closeStdout()
+      const unprinted = ok(await kv(["task", "new", "echo"], '{"closed": 2}')).trim()
+      expect(await runner.exited, runner.stderr()).toEqual({ code: 0, signal: null })
+
+      const [done, returned] = await Promise.all([
+        json(["task", "get", printed]),
+        json(["task", "get", unprinted]),
+      ])
+      expect(done).toMatchObject({ status: "completed", retryCount: 0 })
+      // given back as it was: pending, no attempt counted, no holder
+      expect(returned).toMatchObject({ status: "pending", retryCount: 0, lockedBy: null })
+      const lines = runner.stderr().trim().split("\n")
+      // stderr holds log lines only, and says the task went back
+      expect(lines.every((line) => line.startsWith("timestamp="))).toBe(true)
+      expect(
+        lines.some(
+          (line) =>
+            line.includes(`task=${unprinted}`) &&
+            line.includes('message="task finished"') &&
+            line.includes("result=returned"),
+        ),
+      ).toBe(true)
+      expect(lines.at(-1)).toMatch(/task runner stopped/)
+      // no runner of a later test is to take it
+      expect(ok(await kv(["task", "cancel", unprinted]))).toBe("")
+    })
+
+    it("task run's default runner id is the library's: <hostname>-<pid>-<random>", async () => {
+      const runners = [0, 1].map(() => startKv(["task", "run", "--task-types", "log", ...globals]))
+      onTestFinished(() => {
+        for (const runner of runners) runner.kill("SIGKILL")
+      })
+      const ids = await Promise.all(
+        runners.map(async (runner) => {
+          await runner.waitForStderr(/message="task runner started".* runner=\S+/)
+          const id = /message="task runner started".* runner=(\S+)/.exec(runner.stderr())![1]!
+          runner.kill("SIGINT")
+          expect(await runner.exited).toEqual({ code: 0, signal: null })
+          expect(id).toMatch(new RegExp(`^${escapeRegExp(os.hostname())}-${runner.child.pid}-[0-9a-f]{8}$`))
+          return id.split("-").at(-1)
+        }),
+      )
+      expect(ids[0]).not.toBe(ids[1])
     })
 
     it("--help lists the task commands", async () => {

@@ -53,11 +53,11 @@ export const recordTypeOption = Options.text("record-type").pipe(
   Options.optional,
 )
 
-/** A `1h30m`-style duration option. */
-export const durationOption = (name: string, fallback: string) =>
+/** A `1h30m`-style duration option; `description` says what it is, without the default. */
+export const durationOption = (name: string, fallback: string, description: string) =>
   Options.text(name).pipe(
     Options.withPseudoName("duration"),
-    Options.withDescription(`e.g. 500ms, 10s, 5m, 1h30m (default ${fallback}).`),
+    Options.withDescription(`${description}: e.g. 500ms, 10s, 5m, 1h30m (default ${fallback}).`),
     Options.withDefault(fallback),
     Options.withSchema(Arg.DurationText),
   )

@@ -2,6 +2,7 @@
  * The command line as typed, before `@effect/cli` parses it.
  */
 import { secretsOf as connectionSecrets } from "../internal/connection.js"
+import { helpArgs, isHelpFlag } from "./help.js"
 
 const globalFlags = new Set(["--type", "--connection"])
 
@@ -12,7 +13,9 @@ const globalFlags = new Set(["--type", "--connection"])
  *   `--connection list`, is not mistaken for a command); given twice, the last one wins;
  * - `--version N` becomes `--if-version=N` (`@effect/cli` reserves `--version`; `kv --version`
  *   alone still prints the program version);
- * - with `--help` or `--version` (the built-in one), the global flags are dropped.
+ * - with `--help` or `--version` (the built-in one), the global flags are dropped;
+ * - with `--help` (or `-h`), every word asks for help (`helpArgs`), so that the usage line
+ *   names the whole command.
  * Everything after `--` is left alone.
  */
 export const normalizeArgs = (args: ReadonlyArray<string>): Array<string> => {
@@ -50,10 +53,11 @@ export const normalizeArgs = (args: ReadonlyArray<string>): Array<string> => {
   // the global flags do not change any help or the version, so they are dropped then.
   const end = rest.indexOf("--")
   const words = end === -1 ? rest : rest.slice(0, end)
-  const builtIn = words.some((word) => ["--help", "-h", "--version"].includes(word.toLowerCase()))
+  if (words.some(isHelpFlag)) return [...helpArgs(words), ...rest.slice(words.length)]
+  if (words.some((word) => word.toLowerCase() === "--version")) return rest
   // an empty value cannot be written as `--flag=` (the parser needs a value after `=`)
   const front = [...globals].flatMap(([flag, value]) => (value === "" ? [flag, value] : [`${flag}=${value}`]))
-  return builtIn ? rest : [...front, ...rest]
+  return [...front, ...rest]
 }
 
 /**

@@ -5,7 +5,9 @@
  * `w` fibers take operation numbers until `n` are done. Latencies go into an HDR histogram
  * (`hdr-histogram-js`, microseconds, 3 significant digits), so percentiles need no list of
  * samples. The keys live under a prefix of their own (`kv-benchmark/<run id>/`) and are deleted
- * afterwards, also when the run fails or is interrupted; the user's keys are never touched.
+ * afterwards, also when the run fails or is interrupted (Ctrl-C, or stdout closed by its reader:
+ * the text summary's first line is printed as the measurement starts); the user's keys are
+ * never touched.
  * The progress bar (`cli-progress`) is drawn on stderr when it is a terminal. Both libraries
  * are loaded only here, so that other commands do not pay for them at start-up.
  */
@@ -15,6 +17,7 @@ import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import * as Scheduler from "effect/Scheduler"
 import * as Arg from "../Arguments.js"
 import {
   type InvalidArgumentError,
@@ -25,6 +28,7 @@ import {
 } from "../Store.js"
 import { errorText, MissingCommandError } from "./errors.js"
 import { kv, withStore } from "./globals.js"
+import * as Stdout from "./stdout.js"
 
 type Operation = "get" | "put" | "patch"
 
@@ -65,6 +69,14 @@ const records = count("x", "Records seeded", 100)
 const operations = count("n", "Operations", 10_000)
 const workers = count("w", "Concurrent fibers", 100)
 const json = Options.boolean("json").pipe(Options.withDescription("Print the summary as one JSON object."))
+
+/**
+ * The workers' scheduler. Effect's default one hops through up to 2,048 microtasks before it
+ * lets Node's event loop run; on SQLite (synchronous) the workers are never idle, so SIGINT or a
+ * closed stdout would wait for tens of seconds. This one lets the event loop run after every
+ * batch of fiber steps (`setImmediate`: no timer delay).
+ */
+const letsEventLoopRun = Scheduler.makeBatched((runBatch) => setImmediate(runBatch))
 
 const padded = (i: number) => String(i).padStart(6, "0")
 const recordValue = (i: number) => ({
@@ -157,7 +169,7 @@ const runBenchmark = (operation: Operation, options: { x: number; n: number; w: 
           return Effect.all(
             Array.from({ length: Math.min(options.w, total) }, () => worker),
             { concurrency: "unbounded", discard: true },
-          )
+          ).pipe(Effect.withScheduler(letsEventLoopRun))
         }
 
         for (let i = 0; i < seeded; i += 500) {
@@ -167,6 +179,8 @@ const runBenchmark = (operation: Operation, options: { x: number; n: number; w: 
           yield* store.mutateAll(chunk)
         }
         yield* runAll(Math.min(warmUpOperations, options.n), false, performance.now() + warmUpTime)
+        // what is measured, as the measurement starts (the numbers follow when it is done)
+        if (!options.json) yield* Stdout.writeLine(headline(operation, type, options))
         done = 0
         yield* progress(options.n, () => done)
         const started = performance.now()
@@ -201,16 +215,21 @@ const runBenchmark = (operation: Operation, options: { x: number; n: number; w: 
         Effect.scoped,
       ),
     )
-    yield* options.json ? Console.log(JSON.stringify(summary)) : Console.log(formatSummary(summary))
+    yield* Stdout.writeLine(options.json ? JSON.stringify(summary) : formatNumbers(summary))
   })
 
 const number = (n: number, digits = 0) =>
   n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
 
-const formatSummary = (summary: Summary): string => {
-  const seeded = summary.records === undefined ? "" : `, ${number(summary.records)} records`
-  return [
-    `${summary.operation} on ${summary.backend}: ${number(summary.operations)} operations, ${number(summary.workers)} workers${seeded}`,
+/** The first line of the text summary: `get on sqlite: 10,000 operations, 100 workers, 100 records`. */
+const headline = (operation: Operation, backend: string, options: { x: number; n: number; w: number }) => {
+  const seeded = operation === "get" ? `, ${number(options.x)} records` : ""
+  return `${operation} on ${backend}: ${number(options.n)} operations, ${number(options.w)} workers${seeded}`
+}
+
+/** The rest of the text summary. */
+const formatNumbers = (summary: Summary): string =>
+  [
     `total  ${number(summary.totalMs / 1000, 3)} s`,
     `ops/s  ${number(summary.opsPerSecond)}`,
     `p50    ${number(summary.latencyMs.p50, 3)} ms`,
@@ -218,7 +237,6 @@ const formatSummary = (summary: Summary): string => {
     `p99    ${number(summary.latencyMs.p99, 3)} ms`,
     `max    ${number(summary.latencyMs.max, 3)} ms`,
   ].join("\n")
-}
 
 const benchmarkGet = Command.make("get", { x: records, n: operations, w: workers, json }, (options) =>
   runBenchmark("get", options),

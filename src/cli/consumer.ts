@@ -3,12 +3,11 @@
  *
  * `get`, `status`, `commit` and `delete` administer a consumer without taking its lock;
  * `stream` runs an instance: it prints the records as NDJSON as they arrive, commits by mode,
- * and on SIGINT/SIGTERM releases its lock and exits 0.
+ * and on SIGINT/SIGTERM, or when its stdout is closed, releases its lock and exits 0.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -22,6 +21,7 @@ import { layerFor } from "./backend.js"
 import { MissingCommandError, NotFoundError } from "./errors.js"
 import { kv } from "./globals.js"
 import { printEncoded, printInteger, printStreamRecords } from "./output.js"
+import * as Stdout from "./stdout.js"
 import { ofTypeOption } from "./stream.js"
 
 /** Runs `effect` with the consumer storage of the backend chosen by the global flags. */
@@ -79,15 +79,16 @@ const consumerStream = Command.make(
     withConsumers(
       Consumer.stream({ streamName, consumerName, ofType, commitMode, batchSize: limit }).pipe(
         Stream.runForEachChunk((records) =>
-          // one write per batch, one line per record, as they arrive
-          Console.log(Array.from(records, (record) => JSON.stringify(encodeRecord(record))).join("\n")),
+          // one write per batch, one line per record, as they arrive; a batch is committed only
+          // once written: with stdout closed, it stays for the next instance
+          Stdout.write(Array.from(records, (record) => `${JSON.stringify(encodeRecord(record))}\n`).join("")),
         ),
       ),
     ),
 ).pipe(
   Command.withDescription(
     "Run an instance of the consumer: print its records as NDJSON (one per line) as they arrive, " +
-      "until SIGINT/SIGTERM; it then releases its lock and exits 0.",
+      "until SIGINT/SIGTERM or until stdout is closed (e.g. by | head -1); it then releases its lock and exits 0.",
   ),
 )
 

@@ -16,7 +16,11 @@ const lockHolder = nameArg("locked-by", "<locked-by>", "Who holds the lock.")
 
 const lockAcquire = Command.make(
   "acquire",
-  { name: lockName, lockedBy: lockHolder, duration: durationOption("duration", "10m") },
+  {
+    name: lockName,
+    lockedBy: lockHolder,
+    duration: durationOption("duration", "10m", "How long the lock lasts from now"),
+  },
   ({ duration, lockedBy, name }) =>
     withStore((store) =>
       Effect.gen(function* () {

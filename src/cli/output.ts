@@ -1,11 +1,13 @@
 /**
- * What commands print on stdout (data only) and read from stdin.
+ * What commands print on stdout (data only, through `stdout.ts`: a write that fails is
+ * reported, a closed stdout ends the command) and read from stdin.
  */
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { InvalidArgumentError, KvRecord, StreamRecord } from "../Store.js"
 import { errorText } from "./errors.js"
+import * as Stdout from "./stdout.js"
 
 const invalid = (message: string) => new InvalidArgumentError({ message })
 
@@ -30,7 +32,7 @@ export const readStdinJson: Effect.Effect<unknown, InvalidArgumentError> = Effec
 })
 
 /** 2-space JSON. */
-export const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
+export const printJson = (value: unknown) => Stdout.writeLine(JSON.stringify(value, null, 2))
 
 /** One value encoded with its Schema (dates as RFC 3339 strings), as 2-space JSON. */
 export const printEncoded =
@@ -40,4 +42,4 @@ export const printEncoded =
 
 export const printRecords = printEncoded(Schema.Array(KvRecord))
 export const printStreamRecords = printEncoded(Schema.Array(StreamRecord))
-export const printInteger = (n: number) => Console.log(String(n))
+export const printInteger = (n: number) => Stdout.writeLine(String(n))

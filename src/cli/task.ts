@@ -2,13 +2,12 @@
  * The task commands: `task new|list|get|cancel|run`.
  *
  * `task run` runs a `TaskRunner` with the built-in handlers `log` and `echo` until SIGINT or
- * SIGTERM, then shuts down gracefully (exit 0). Its log (one line per task start and finish,
- * naming the runner and the task) goes to stderr in logfmt; an unreachable database is retried
- * with backoff, saying so on stderr.
+ * SIGTERM or until its stdout is closed, then shuts down gracefully (exit 0). Its log (one line
+ * per task start and finish, naming the runner and the task) goes to stderr in logfmt; an
+ * unreachable database is retried with backoff, saying so on stderr.
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
@@ -26,6 +25,7 @@ import { layerFor } from "./backend.js"
 import { MissingCommandError } from "./errors.js"
 import { kv } from "./globals.js"
 import { printEncoded, readStdinJson } from "./output.js"
+import * as Stdout from "./stdout.js"
 
 /** `task cancel` of a task that had finished already: nothing changed. */
 export class TaskFinishedError extends Schema.TaggedError<TaskFinishedError>()("TaskFinishedError", {
@@ -68,9 +68,7 @@ const newTask = Command.make(
       Options.withSchema(Arg.nonNegative("--max-retries")),
       Options.withDefault(3),
     ),
-    timeout: durationOption("timeout", "300s").pipe(
-      Options.withDescription("How long one attempt may run (default 300s)."),
-    ),
+    timeout: durationOption("timeout", "300s", "How long one attempt may run"),
   },
   ({ delay, maxRetries, name, scheduledFor, timeout }) =>
     Effect.gen(function* () {
@@ -85,7 +83,7 @@ const newTask = Command.make(
         timeout,
       })
       const created = yield* withScheduler((scheduler) => scheduler.create(task))
-      yield* Console.log(created.id)
+      yield* Stdout.writeLine(created.id)
     }),
 ).pipe(Command.withDescription("Create a task whose payload is the JSON read from stdin; prints its id."))
 
@@ -153,8 +151,12 @@ const builtIn = {
   /** Logs the payload (stderr). */
   log: (task: Task) =>
     Effect.logInfo("payload").pipe(Effect.annotateLogs("payload", JSON.stringify(task.payload))),
-  /** Prints the payload as one line of JSON (stdout). */
-  echo: (task: Task) => Console.log(JSON.stringify(task.payload)),
+  /**
+   * Prints the payload as one line of JSON (stdout). Done once the line is written: with stdout
+   * closed it waits, and the runner, stopped by the closed stdout, gives the task back after
+   * its shutdown timeout.
+   */
+  echo: (task: Task) => Stdout.write(`${JSON.stringify(task.payload)}\n`),
 }
 const builtInNames = Object.keys(builtIn)
 
@@ -174,15 +176,19 @@ const runTasks = Command.make(
   "run",
   {
     runnerId: Options.text("runner-id").pipe(
-      Options.withDescription("Who holds the tasks this runner takes (default <hostname>-<pid>)."),
+      Options.withDescription("Who holds the tasks this runner takes (default <hostname>-<pid>-<random>)."),
       Options.withSchema(Arg.name("--runner-id")),
       Options.optional,
     ),
-    pollInterval: durationOption("poll-interval", "10s").pipe(
-      Options.withDescription("The longest an idle runner waits before it looks again (default 10s)."),
+    pollInterval: durationOption(
+      "poll-interval",
+      "10s",
+      "The longest an idle runner waits before it looks again",
     ),
-    lockDuration: durationOption("lock-duration", "5m").pipe(
-      Options.withDescription("How long a taken task stays locked without a heartbeat (default 5m)."),
+    lockDuration: durationOption(
+      "lock-duration",
+      "5m",
+      "How long a taken task stays locked without a heartbeat",
     ),
     taskTypes: Options.text("task-types").pipe(
       Options.withPseudoName("a,b"),
@@ -195,8 +201,10 @@ const runTasks = Command.make(
       Options.withSchema(Arg.positive("--concurrency")),
       Options.withDefault(1),
     ),
-    shutdownTimeout: durationOption("shutdown-timeout", "30s").pipe(
-      Options.withDescription("On SIGINT/SIGTERM, how long running tasks may take to finish (default 30s)."),
+    shutdownTimeout: durationOption(
+      "shutdown-timeout",
+      "30s",
+      "On SIGINT/SIGTERM or a closed stdout, how long running tasks may take to finish before they are given back",
     ),
   },
   (options) =>
@@ -204,10 +212,10 @@ const runTasks = Command.make(
       const { connection, type } = yield* kv
       // loaded here, not at start-up: only `task run` needs them
       const TaskRunner = yield* Effect.promise(() => import("../TaskRunner.js"))
-      const { hostname } = yield* Effect.promise(() => import("node:os"))
       const runnerOptions = {
         handlers: builtIn,
-        runnerId: Option.getOrElse(options.runnerId, () => `${hostname()}-${process.pid}`),
+        // absent: the library's default, unique to this process
+        runnerId: Option.getOrUndefined(options.runnerId),
         taskTypes: Option.getOrUndefined(options.taskTypes),
         pollInterval: options.pollInterval,
         lockDuration: options.lockDuration,
@@ -231,7 +239,7 @@ const runTasks = Command.make(
 ).pipe(
   Command.withDescription(
     "Run tasks with the built-in handlers (log: logs the payload; echo: prints it on stdout) " +
-      "until SIGINT/SIGTERM; one log line per task start and finish on stderr.",
+      "until SIGINT/SIGTERM or until stdout is closed; one log line per task start and finish on stderr.",
   ),
 )
 

@@ -1,6 +1,6 @@
 /**
  * A long-running `kv` process (the BUILT `dist/kv.js`), e.g. `kv task run`: its output as it
- * comes, signals by PID, and its exit.
+ * comes, signals by PID, its stdout closed as by `| head -1`, and its exit.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as os from "node:os"
@@ -22,6 +22,10 @@ export interface KvProcess {
   readonly kill: (signal: NodeJS.Signals) => void
   /** Resolves once stderr matches `pattern`; rejects when the process exits first or after `timeoutMs`. */
   readonly waitForStderr: (pattern: RegExp, timeoutMs?: number) => Promise<void>
+  /** The same for stdout. */
+  readonly waitForStdout: (pattern: RegExp, timeoutMs?: number) => Promise<void>
+  /** Closes the reading end of stdout, as `head -1` does once it has its line: the next write fails (EPIPE). */
+  readonly closeStdout: () => void
 }
 
 export const startKv = (
@@ -41,6 +45,7 @@ export const startKv = (
   const listeners = new Set<() => void>()
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
     stdout += chunk
+    for (const listener of listeners) listener()
   })
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
     stderr += chunk
@@ -58,6 +63,29 @@ export const startKv = (
   }
   process.once("exit", onExit)
   void exited.then(() => process.removeListener("exit", onExit))
+  /** Resolves once `output()` matches `pattern`; rejects when the process exits first or after `timeoutMs`. */
+  const waitFor = (name: string, output: () => string, pattern: RegExp, timeoutMs = 30_000) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (pattern.test(output())) {
+          done()
+          resolve()
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          done()
+          reject(new Error(`kv exited before ${name} matched ${pattern}:\n${stderr}`))
+        }
+      }
+      const timer = setTimeout(() => {
+        done()
+        reject(new Error(`${name} did not match ${pattern} within ${timeoutMs} ms:\n${stderr}`))
+      }, timeoutMs)
+      const done = () => {
+        clearTimeout(timer)
+        listeners.delete(check)
+      }
+      listeners.add(check)
+      check()
+    })
   return {
     child,
     stdout: () => stdout,
@@ -68,27 +96,10 @@ export const startKv = (
         process.kill(child.pid, signal)
       }
     },
-    waitForStderr: (pattern, timeoutMs = 30_000) =>
-      new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (pattern.test(stderr)) {
-            done()
-            resolve()
-          } else if (child.exitCode !== null || child.signalCode !== null) {
-            done()
-            reject(new Error(`kv exited before stderr matched ${pattern}:\n${stderr}`))
-          }
-        }
-        const timer = setTimeout(() => {
-          done()
-          reject(new Error(`stderr did not match ${pattern} within ${timeoutMs} ms:\n${stderr}`))
-        }, timeoutMs)
-        const done = () => {
-          clearTimeout(timer)
-          listeners.delete(check)
-        }
-        listeners.add(check)
-        check()
-      }),
+    waitForStderr: (pattern, timeoutMs) => waitFor("stderr", () => stderr, pattern, timeoutMs),
+    waitForStdout: (pattern, timeoutMs) => waitFor("stdout", () => stdout, pattern, timeoutMs),
+    closeStdout: () => {
+      child.stdout?.destroy()
+    },
   }
 }
