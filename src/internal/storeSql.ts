@@ -196,11 +196,18 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         sql<RecordRow>`SELECT ${columns} FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}`,
       )
 
-    /** Deletes the keys matching `condition` (within `page` of them, in key order). Counted by rows changed. */
+    /**
+     * Deletes the keys matching `condition` (within `page` of them, in key order), so that their
+     * stream records are in key order: PostgreSQL's trigger sorts them; SQLite deletes them one by
+     * one in the order they are queued (`kv_delete_keys`, see storeSchema.ts). Counted by rows changed.
+     */
     const deleteWhere = (condition: Fragment, page: CheckedPage): Statement<never> =>
-      page.offset === 0 && page.limit < 0
-        ? sql`DELETE FROM kv_records WHERE ${condition}`
-        : sql`DELETE FROM kv_records WHERE "key" IN (
+      !isPg
+        ? sql`INSERT INTO kv_delete_keys ("key")
+            SELECT "key" FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}`
+        : page.offset === 0 && page.limit < 0
+          ? sql`DELETE FROM kv_records WHERE ${condition}`
+          : sql`DELETE FROM kv_records WHERE "key" IN (
             SELECT "key" FROM kv_records WHERE ${condition} ORDER BY "key" ${limitOffset(page)}
           )`
 
@@ -466,8 +473,8 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         Effect.gen(function* () {
           const checked = yield* decodeKeys(keys)
           if (checked.length === 0) return 0
-          const statements = chunks(checked).map(
-            (chunk) => sql`DELETE FROM kv_records WHERE "key" IN ${sql.in(chunk)}`,
+          const statements = chunks(checked).map((chunk) =>
+            deleteWhere(sql`"key" IN ${sql.in(chunk)}`, { offset: 0, limit: -1 }),
           )
           const deleted =
             statements.length === 1
