@@ -52,7 +52,11 @@ export interface Migrator {
   readonly initialised: Effect.Effect<boolean, SqlError>
 }
 
-export const makeMigrator = (executor: Executor): Effect.Effect<Migrator, never, SqlClient.SqlClient> =>
+/** A migrator for `list` (every migration; tests make databases of older versions with fewer). */
+export const makeMigrator = (
+  executor: Executor,
+  list: ReadonlyArray<Migration> = migrations,
+): Effect.Effect<Migrator, never, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
@@ -79,7 +83,7 @@ export const makeMigrator = (executor: Executor): Effect.Effect<Migrator, never,
         : Effect.succeed(new Set<string>()),
     )
 
-    const pending = Effect.map(applied, (done) => migrations.filter((m) => !done.has(m.id)).map((m) => m.id))
+    const pending = Effect.map(applied, (done) => list.filter((m) => !done.has(m.id)).map((m) => m.id))
 
     const createTable = sql.unsafe(
       isPg
@@ -103,7 +107,7 @@ export const makeMigrator = (executor: Executor): Effect.Effect<Migrator, never,
     const run = Effect.gen(function* () {
       yield* executor.atomic([...lock, createTable])
       const done = yield* applied
-      for (const migration of migrations) {
+      for (const migration of list) {
         if (!done.has(migration.id)) yield* apply(migration)
       }
     })

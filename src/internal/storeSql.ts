@@ -233,25 +233,38 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       all: countWhere<object>(everything),
     }
 
-    /** Deletes the keys matching a condition, all of them or a page of them in key order. */
-    const deleteWhere = <P extends object>(where: (p: Statements.Placeholders<P>) => Fragment) => ({
-      all: compiled<P>((p) => sql`DELETE FROM kv_records WHERE ${where(p)}`),
-      page: compiled<P & Paged>(
-        (p) => sql`DELETE FROM kv_records WHERE "key" IN (
-          SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset})`,
-      ),
-    })
+    /**
+     * Deletes the keys matching a condition, all of them or a page of them in key order, so that
+     * their stream records are in key order: PostgreSQL's trigger sorts them; SQLite deletes
+     * them one by one in the order they are queued (`kv_delete_keys`, see storeSchema.ts).
+     * Counted by rows changed.
+     */
+    const deleteWhere = <P extends object>(where: (p: Statements.Placeholders<P>) => Fragment) =>
+      isPg
+        ? {
+            all: compiled<P>((p) => sql`DELETE FROM kv_records WHERE ${where(p)}`),
+            page: compiled<P & Paged>(
+              (p) => sql`DELETE FROM kv_records WHERE "key" IN (
+                SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset})`,
+            ),
+          }
+        : {
+            all: compiled<P>(
+              (p) =>
+                sql`INSERT INTO kv_delete_keys ("key") SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key"`,
+            ),
+            page: compiled<P & Paged>(
+              (p) => sql`INSERT INTO kv_delete_keys ("key")
+                SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset}`,
+            ),
+          }
     const deletes = {
       range: deleteWhere<ByRange>(inRange),
       from: deleteWhere<ByFrom>(fromOn),
       all: deleteWhere<object>(everything),
     }
-    const deleteKey = compiled<{ key: Arg.Key }>(
-      ({ key }) => sql`DELETE FROM kv_records WHERE "key" = ${key}`,
-    )
-    const deleteKeys = compiled<{ keys: unknown }>(
-      ({ keys }) => sql`DELETE FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
-    )
+    const deleteKey = deleteWhere<{ key: Arg.Key }>(({ key }) => sql`"key" = ${key}`).all
+    const deleteKeys = deleteWhere<{ keys: unknown }>(({ keys }) => keyIn(sql`"key"`, keys)).all
 
     /** The page as bound. */
     const paged = (page: CheckedPage): Paged => ({ limit: limit(page.limit), offset: page.offset })
