@@ -5,9 +5,11 @@
  */
 export * as Arguments from "./Arguments.js"
 export * as Consumer from "./Consumer.js"
+export * as Graph from "./Graph.js"
 export * as SqlExecutor from "./internal/executor.js"
 export * as KvSql from "./layers/Sql.js"
 export * from "./Scheduler.js"
+export * as StateMachine from "./StateMachine.js"
 export * from "./Store.js"
 export * as TaskRunner from "./TaskRunner.js"
 export * from "./TypedStore.js"
