@@ -328,7 +328,9 @@ export const stateMachineSuite = (backend: StateMachineBackend) =>
               assert.include(error.message, "bad/1/_state")
             }
             // the event's Schema refuses it (Increment.by is positive)
-            const event = yield* Effect.flip(machine.process("bad/2", [increment(1), { _tag: "Increment", by: -1 }]))
+            const event = yield* Effect.flip(
+              machine.process("bad/2", [increment(1), { _tag: "Increment", by: -1 }]),
+            )
             assert.strictEqual(event._tag, "ParseError")
             assert.include(event.message, "bad/2/events/0000000000000001/0000000001/in")
             // an outbound event its Schema refuses
