@@ -19,6 +19,7 @@ import { benchmark } from "./cli/benchmark.js"
 import { consumer } from "./cli/consumer.js"
 import { MissingCommandError, stripAnsi } from "./cli/errors.js"
 import { kv } from "./cli/globals.js"
+import { graph } from "./cli/graph.js"
 import { asKvShowsIt } from "./cli/help.js"
 import { count, del, get, init, list, patch, put } from "./cli/keys.js"
 import { lock } from "./cli/lock.js"
@@ -44,6 +45,7 @@ const subcommands = [
   lock,
   task,
   benchmark,
+  graph,
 ] as const
 const topLevel = [
   "init",
@@ -58,6 +60,7 @@ const topLevel = [
   "lock",
   "task",
   "benchmark",
+  "graph",
 ]
 
 /** The whole command tree. */

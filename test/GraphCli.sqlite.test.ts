@@ -1,0 +1,11 @@
+/** `kv graph` on a SQLite file. */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll } from "vitest"
+import { graphCliSuite } from "./GraphCli.suite.js"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-graph-cli-"))
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+graphCliSuite({ type: "sqlite", connection: `file:${path.join(dir, "data.db")}?mode=rwc` })
