@@ -138,6 +138,13 @@ const indexPrefix = (prefix: string, index: "out" | "in", type: string, id: stri
 
 const nodeKey = (node: Node) => nodePath(node.type, node.id)
 
+/** Edge types, each once, in the order of the keys they lead (UTF-8 bytes of `<escaped>/`). */
+const inKeyOrder = (edgeTypes: ReadonlyArray<string>): Array<string> =>
+  [...new Set(edgeTypes)]
+    .map((edgeType) => ({ edgeType, bytes: Buffer.from(`${escapeSegment(edgeType)}/`) }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
+    .map(({ edgeType }) => edgeType)
+
 // ---------------------------------------------------------------------------------------------
 // Arguments
 // ---------------------------------------------------------------------------------------------
@@ -287,7 +294,7 @@ export const make = (
       edgeTypes === undefined
         ? adjacent(index, node.type, node.id)
         : Effect.map(
-            Effect.forEach([...new Set(edgeTypes)].sort(), (edgeType) =>
+            Effect.forEach(inKeyOrder(edgeTypes), (edgeType) =>
               adjacent(index, node.type, node.id, edgeType),
             ),
             (lists) => lists.flat(),

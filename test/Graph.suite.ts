@@ -263,6 +263,19 @@ export const graphSuite = (name: string, backend: Layer.Layer<Store, unknown>) =
           ["N:b", "N:d"],
         )
         assert.deepStrictEqual(ids(yield* graph.neighbors("N", "z")), [])
+
+        // with edge types given, the same order as without: that of the keys (UTF-8 bytes, escaped)
+        const types = ["a", "a!", "a/b", "a%", "\u{1F600}", "\uFF01", "Z"]
+        yield* addAll(
+          graph,
+          types.map((type, i) => link("k", type, `t${i}`)),
+        )
+        const all = yield* graph.neighbors("N", "k", { direction: "outgoing" })
+        assert.deepStrictEqual(ids(all), ["N:t6", "N:t1", "N:t3", "N:t2", "N:t0", "N:t5", "N:t4"])
+        assert.deepStrictEqual(
+          ids(yield* graph.neighbors("N", "k", { direction: "outgoing", edgeTypes: [...types, "a"] })),
+          ids(all),
+        )
       }),
     )
 
