@@ -22,6 +22,7 @@ import { kv } from "./cli/globals.js"
 import { asKvShowsIt } from "./cli/help.js"
 import { count, del, get, init, list, patch, put } from "./cli/keys.js"
 import { lock } from "./cli/lock.js"
+import { nats } from "./cli/nats.js"
 import { stream } from "./cli/stream.js"
 import { task } from "./cli/task.js"
 
@@ -44,6 +45,7 @@ const subcommands = [
   lock,
   task,
   benchmark,
+  nats,
 ] as const
 const topLevel = [
   "init",
@@ -58,6 +60,7 @@ const topLevel = [
   "lock",
   "task",
   "benchmark",
+  "nats",
 ]
 
 /** The whole command tree. */
