@@ -161,9 +161,16 @@ export const layerConnection = (
         (connection) =>
           Effect.promise(() => connection.close()).pipe(Effect.timeout("5 seconds"), Effect.ignore),
       )
+      // the status iterator is read by hand: `Stream.fromAsyncIterable` would call its `return()`
+      // when interrupted, which waits for the next status (a ping, seconds away); this iterator
+      // simply ends when the connection closes
+      const statuses = connection.status()[Symbol.asyncIterator]()
       yield* Effect.forkScoped(
-        Stream.fromAsyncIterable(connection.status(), (error) => error).pipe(
-          Stream.runForEach(logStatus),
+        Effect.promise(() => statuses.next()).pipe(
+          Effect.flatMap((next) =>
+            next.done === true ? Effect.fail("closed" as const) : logStatus(next.value),
+          ),
+          Effect.forever,
           Effect.ignore,
         ),
       )
