@@ -11,6 +11,7 @@ import * as Arg from "../Arguments.js"
 import {
   InvalidArgumentError,
   type KvRecord,
+  type Page,
   type StoreError,
   type StoreService,
   type VersionMismatchError,
@@ -194,11 +195,6 @@ type Deletion =
   | { readonly _tag: "Keys"; readonly keys: ReadonlyArray<string> }
   | { readonly _tag: "Prefix"; readonly prefix: string; readonly page: Page }
   | { readonly _tag: "Range"; readonly from: string; readonly to: string; readonly page: Page }
-
-interface Page {
-  readonly offset?: number | undefined
-  readonly limit?: number | undefined
-}
 
 const deleteUsage = "kv delete <key>... | --prefix <prefix> | --from <from> --to <to>"
 
