@@ -23,6 +23,7 @@ import { graph } from "./cli/graph.js"
 import { asKvShowsIt } from "./cli/help.js"
 import { count, del, get, init, list, patch, put } from "./cli/keys.js"
 import { lock } from "./cli/lock.js"
+import { nats } from "./cli/nats.js"
 import { stream } from "./cli/stream.js"
 import { task } from "./cli/task.js"
 
@@ -46,6 +47,7 @@ const subcommands = [
   task,
   benchmark,
   graph,
+  nats,
 ] as const
 const topLevel = [
   "init",
@@ -61,6 +63,7 @@ const topLevel = [
   "task",
   "benchmark",
   "graph",
+  "nats",
 ]
 
 /** The whole command tree. */

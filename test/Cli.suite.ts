@@ -282,6 +282,64 @@ export const cliSuite = (backend: CliBackend) =>
       fails(get, /not found/)
     })
 
+    it("delete several keys, --prefix and --from/--to (with --offset and --limit) print the number deleted", async () => {
+      await seed([
+        ["dm/1", 1],
+        ["dm/2", 2],
+        ["dm/3", 3],
+        ...Array.from({ length: 6 }, (_, i) => [`dp/${i}`, i] as const),
+        ...Array.from({ length: 6 }, (_, i) => [`dr/${i}`, i] as const),
+        ["dp_/x", "not under dp/"],
+      ])
+      const remaining = async (prefix: string) => keysOf(json(await kv(["get", "prefix", prefix])))
+      // missing keys and a key given twice count once
+      expect(ok(await kv(["delete", "dm/1", "dm/3", "dm/missing", "dm/3"]))).toBe("2\n")
+      expect(await remaining("dm/")).toEqual(["dm/2"])
+      // in key order: skip 1, then delete 2
+      expect(ok(await kv(["delete", "--prefix", "dp/", "--offset", "1", "--limit", "2"]))).toBe("2\n")
+      expect(await remaining("dp/")).toEqual(["dp/0", "dp/3", "dp/4", "dp/5"])
+      expect(ok(await kv(["delete", "--limit=-1", "--prefix", "dp/"]))).toBe("4\n")
+      expect(await remaining("dp")).toEqual(["dp_/x"])
+      expect(ok(await kv(["delete", "--from", "dr/1", "--to", "dr/5", "--offset=1", "--limit", "2"]))).toBe(
+        "2\n",
+      )
+      expect(await remaining("dr/")).toEqual(["dr/0", "dr/1", "dr/4", "dr/5"])
+      expect(ok(await kv(["delete", "--to", "dr/5", "--from", "dr/"]))).toBe("3\n")
+      expect(await remaining("dr/")).toEqual(["dr/5"])
+      expect(ok(await kv(["delete", "--prefix", "dr/nothing"]))).toBe("0\n")
+      // every deleted key is one delete in the stream
+      const deletes = json(await kv(["stream", "get", "0", "-1"])).filter(
+        (change: any) => change.action === "delete" && /^d[mpr]\//.test(change.record.key),
+      )
+      expect(deletes).toHaveLength(2 + 2 + 4 + 2 + 3)
+    })
+
+    it("get batch prints the records found, in key order, for keys given or read from stdin", async () => {
+      // U+E000 sorts before U+1F600 by code point (the store's order), after it by UTF-16 unit
+      const keys = ["gb/b", "gb/a", "gb/\u{1F600}", "gb/\uE000", "gb/ spaced "]
+      await seed(keys.map((key, i) => [key, { i }] as const))
+      const [byArgs, byStdin, crlf, none, empty, stored] = await Promise.all([
+        kv(["get", "batch", "gb/b", "gb/missing", "gb/a", "gb/\u{1F600}", "gb/\uE000", "gb/b"]),
+        kv(["get", "batch"], { input: `${keys.join("\n")}\ngb/missing\n\n` }),
+        kv(["get", "batch"], { input: "gb/b\r\ngb/a\r\n" }),
+        kv(["get", "batch", "gb/missing", "gb/other"]),
+        kv(["get", "batch"]),
+        kv(["get", "prefix", "gb/"]),
+      ])
+      const inStoreOrder = keysOf(json(stored))
+      expect(inStoreOrder).toEqual(["gb/ spaced ", "gb/a", "gb/b", "gb/\uE000", "gb/\u{1F600}"])
+      const records = json(byArgs)
+      expect(keysOf(records)).toEqual(inStoreOrder.filter((key) => key !== "gb/ spaced "))
+      expect(byArgs.stdout).toBe(`${JSON.stringify(records, null, 2)}\n`)
+      expect(Object.keys(records[0])).toEqual(["key", "version", "value", "type", "created"])
+      expect(records[0]).toMatchObject({ key: "gb/a", version: 1, value: { i: 1 }, type: "object" })
+      expect(records[0].created).toMatch(RFC3339)
+      expect(json(byStdin)).toEqual(json(stored))
+      expect(keysOf(json(crlf))).toEqual(["gb/a", "gb/b"])
+      expect(ok(none)).toBe("[]\n")
+      expect(ok(empty)).toBe("[]\n")
+    })
+
     it("patch merges (RFC 7396), checks versions and creates missing keys", async () => {
       ok(await put("p/1", { a: 1, b: { c: 1, d: 2 } }))
       const patch = { b: { c: null, e: 3 }, f: "x" }
@@ -408,6 +466,9 @@ export const cliSuite = (backend: CliBackend) =>
           ["count", "range", "--help"],
           ["patch", "-h"],
           ["stream", "get", "--help"],
+          ["get", "batch", "--help"],
+          ["delete", "--help"],
+          ["nats", "push", "--help"],
           ["lock", "acquire", "--help"],
         ].map((args) => kv(args)),
       )
@@ -450,6 +511,64 @@ export const cliSuite = (backend: CliBackend) =>
         { name: "patch: empty key", args: ["patch", ""], input: '{"a": 1}', message: /key/ },
         { name: "delete: empty key", args: ["delete", ""], message: /key/ },
         { name: "get key: empty key", args: ["get", "key", ""], message: /key/ },
+        { name: "get batch: empty key", args: ["get", "batch", "bad/1", ""], message: /key/ },
+        {
+          name: "get batch: a NUL on stdin",
+          args: ["get", "batch"],
+          input: "bad/1\nbad/\u0000x\n",
+          message: /stdin line 2: key must not contain NUL/,
+        },
+        {
+          name: "delete: nothing to delete",
+          args: ["delete"],
+          message: /delete needs keys, --prefix or --from/,
+        },
+        {
+          name: "delete: keys and --prefix",
+          args: ["delete", "bad/1", "--prefix", "bad/"],
+          message: /only one of them/,
+        },
+        {
+          name: "delete: --prefix and --from/--to",
+          args: ["delete", "--prefix", "bad/", "--from", "bad/", "--to", "bad0"],
+          message: /only one of them/,
+        },
+        {
+          name: "delete: keys and --from/--to",
+          args: ["delete", "bad/1", "--from", "bad/", "--to", "bad0"],
+          message: /only one of them/,
+        },
+        {
+          name: "delete: empty --prefix",
+          args: ["delete", "--prefix", ""],
+          message: /--prefix needs a prefix/,
+        },
+        {
+          name: "delete: --from without --to",
+          args: ["delete", "--from", "bad/"],
+          message: /--from needs --to/,
+        },
+        {
+          name: "delete: --to without --from",
+          args: ["delete", "--to", "bad0"],
+          message: /--to needs --from/,
+        },
+        {
+          name: "delete: keys with --limit",
+          args: ["delete", "bad/1", "--limit", "1"],
+          message: /--offset and --limit go with --prefix/,
+        },
+        {
+          name: "delete: negative --offset",
+          args: ["delete", "--prefix", "bad/", "--offset", "-1"],
+          message: /offset/,
+        },
+        {
+          name: "delete: --limit below -1",
+          args: ["delete", "--from", "bad/", "--to", "bad0", "--limit", "-2"],
+          message: /limit/,
+        },
+        { name: "delete: one of several keys empty", args: ["delete", "bad/1", ""], message: /key/ },
         { name: "list: negative offset", args: ["list", "-1"], message: /offset/ },
         { name: "get prefix: negative offset", args: ["get", "prefix", "bad/", "-5"], message: /offset/ },
         {

@@ -1,5 +1,5 @@
 /**
- * `kv benchmark get|put|patch` end to end, on the BUILT executable, for one backend: the
+ * `kv benchmark get|put|patch|mixed` end to end, on the BUILT executable, for one backend: the
  * summary (text and `--json`), the user's keys untouched, the benchmark's keys gone, bad counts.
  * Small counts: this checks the command, not the store's speed.
  */
@@ -80,6 +80,48 @@ export const cliBenchmarkSuite = (backend: CliBackend) =>
       expect(await snapshot()).toEqual(before)
     })
 
+    it("mixed (a put of a random key and a get of it back per operation): the summary, --json, no keys left", async () => {
+      const text = ok(await kv(["benchmark", "mixed", "300", "4"]))
+      const lines = text.trimEnd().split("\n")
+      expect(lines[0]).toBe(`mixed on ${backend.type}: 300 operations, 4 workers`)
+      expect(lines.slice(1).map((line) => line.split(/\s+/)[0])).toEqual([
+        "total",
+        "ops/s",
+        "p50",
+        "p95",
+        "p99",
+        "max",
+      ])
+      const seqBefore = Number(ok(await kv(["stream", "seq"])))
+      const summary = JSON.parse(ok(await kv(["benchmark", "mixed", "200", "8", "--json"])))
+      expect(Object.keys(summary)).toEqual([
+        "operation",
+        "backend",
+        "operations",
+        "workers",
+        "totalMs",
+        "opsPerSecond",
+        "latencyMs",
+      ])
+      expect(summary).toMatchObject({
+        operation: "mixed",
+        backend: backend.type,
+        operations: 200,
+        workers: 8,
+      })
+      expect(summary.opsPerSecond).toBeGreaterThan(0)
+      const { p50, p95, p99, max } = summary.latencyMs
+      expect(p50 <= p95 && p95 <= p99 && p99 <= max).toBe(true)
+      // it wrote: at least the 200 measured puts (and the warm-up's), then deleted its keys
+      const changes = JSON.parse(ok(await kv(["stream", "get", String(seqBefore + 1), "-1"])))
+      const writes = changes.filter(
+        (c: any) => c.action !== "delete" && c.record.key.startsWith("kv-benchmark/"),
+      )
+      expect(writes.length).toBeGreaterThanOrEqual(200)
+      expect(ok(await kv(["count", "prefix", "kv-benchmark/"]))).toBe("0\n")
+      expect(await snapshot()).toEqual(before)
+    })
+
     it("a benchmark whose stdout is closed stops, deletes its keys and exits 0", async () => {
       // far more operations than the test can wait for: only the closed stdout ends this run
       const run = startKv(["benchmark", "get", "200", "1000000000", "4", ...globals])
@@ -101,6 +143,8 @@ export const cliBenchmarkSuite = (backend: CliBackend) =>
           ["benchmark", "get", "10", "10", "0"],
           ["benchmark", "put", "many"],
           ["benchmark", "patch", "10", "1.5"],
+          ["benchmark", "mixed", "0"],
+          ["benchmark", "mixed", "10", "0"],
           ["benchmark", "frobnicate"],
           ["benchmark"],
         ].map((args) => kv(args)),
@@ -108,8 +152,10 @@ export const cliBenchmarkSuite = (backend: CliBackend) =>
       fails(results[0]!, /<x> \(records seeded\) must be a positive integer, got 0/)
       fails(results[1]!, /<n> \(operations\) must be a positive integer/)
       fails(results[2]!, /<w> \(concurrent fibers\) must be a positive integer/)
-      for (const result of results.slice(3, 6)) fails(result)
-      fails(results[6]!, /missing command.*get, put, patch/)
+      fails(results[5]!, /<n> \(operations\) must be a positive integer/)
+      fails(results[6]!, /<w> \(concurrent fibers\) must be a positive integer/)
+      for (const result of [results[3]!, results[4]!, results[7]!]) fails(result)
+      fails(results[8]!, /missing command.*get, put, patch, mixed/)
       expect(await snapshot()).toEqual(before)
     })
   })

@@ -104,7 +104,7 @@ describe("kv --help, every command", () => {
     ]) {
       expect(paths).toContain(expected)
     }
-    expect(paths.length).toBe(46)
+    expect(paths.length).toBe(50)
   })
 
   it("every usage line names the whole command, from kv", () => {

@@ -1,5 +1,5 @@
 /**
- * `kv benchmark get|put|patch`: throughput and latency of the store's operations on the chosen
+ * `kv benchmark get|put|patch|mixed`: throughput and latency of the store's operations on the chosen
  * backend, through the same `Store` service the other commands use.
  *
  * `w` fibers take operation numbers until `n` are done. Latencies go into an HDR histogram
@@ -16,8 +16,10 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scheduler from "effect/Scheduler"
+import * as Schema from "effect/Schema"
 import * as Arg from "../Arguments.js"
 import {
   type InvalidArgumentError,
@@ -30,10 +32,12 @@ import { errorText, MissingCommandError } from "./errors.js"
 import { kv, withStore } from "./globals.js"
 import * as Stdout from "./stdout.js"
 
-type Operation = "get" | "put" | "patch"
+type Operation = "get" | "put" | "patch" | "mixed"
 
 /** Keys written by `put` and `patch` (they overwrite these over and over). */
 const writtenKeys = 100
+/** The keys `mixed` picks from at random (at most; fewer when there are fewer operations). */
+const mixedKeys = 10_000
 /**
  * Before the measurement, operations run unmeasured (at most this many, for at most
  * `warmUpTime`) so that connections, prepared statements and the JIT are warm.
@@ -87,12 +91,23 @@ const recordValue = (i: number) => ({
 })
 const patchOf = (i: number) => ({ n: i, nested: { seen: i } })
 
+/** A record just put was not there when read back (`mixed`): the store lost a write. */
+export class LostWriteError extends Schema.TaggedError<LostWriteError>()("LostWriteError", {
+  key: Schema.String,
+}) {
+  override get message() {
+    return `benchmark mixed: "${this.key}" was not found right after it was put`
+  }
+}
+
 /** What operation `i` does (on keys made beforehand: the loop measures the store, not string building). */
 const operationOf = (
   store: StoreService,
   operation: Operation,
   keys: ReadonlyArray<string>,
-): ((i: number) => Effect.Effect<unknown, VersionMismatchError | InvalidArgumentError | StoreError>) => {
+): ((
+  i: number,
+) => Effect.Effect<unknown, VersionMismatchError | InvalidArgumentError | StoreError | LostWriteError>) => {
   switch (operation) {
     case "get":
       return (i: number) => store.get(keys[i % keys.length]!)
@@ -100,6 +115,16 @@ const operationOf = (
       return (i: number) => store.put(keys[i % keys.length]!, -1, recordValue(i))
     case "patch":
       return (i: number) => store.patch(keys[i % keys.length]!, -1, patchOf(i))
+    case "mixed":
+      // a put of a key picked at random (created or overwritten), then a get of it back
+      return (i: number) => {
+        const key = keys[Math.floor(Math.random() * keys.length)]!
+        return Effect.flatMap(store.put(key, -1, recordValue(i)), () =>
+          Effect.flatMap(store.get(key), (found) =>
+            Option.isSome(found) ? Effect.void : Effect.fail(new LostWriteError({ key })),
+          ),
+        )
+      }
   }
 }
 
@@ -140,10 +165,9 @@ const runBenchmark = (operation: Operation, options: { x: number; n: number; w: 
     const summary = yield* withStore((store) =>
       Effect.gen(function* () {
         const seeded = operation === "get" ? options.x : 0
-        const keys = Array.from(
-          { length: seeded > 0 ? seeded : writtenKeys },
-          (_, i) => `${prefix}${padded(i)}`,
-        )
+        const keyCount =
+          seeded > 0 ? seeded : operation === "mixed" ? Math.min(mixedKeys, options.n) : writtenKeys
+        const keys = Array.from({ length: keyCount }, (_, i) => `${prefix}${padded(i)}`)
         const run = operationOf(store, operation, keys)
         const histogram = hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 })
         yield* Effect.addFinalizer(() => Effect.sync(() => histogram.destroy()))
@@ -250,13 +274,21 @@ const benchmarkPatch = Command.make("patch", { n: operations, w: workers, json }
   runBenchmark("patch", { ...options, x: 0 }),
 ).pipe(Command.withDescription(`Time <n> merge patches (over ${writtenKeys} keys) by <w> concurrent fibers.`))
 
+const benchmarkMixed = Command.make("mixed", { n: operations, w: workers, json }, (options) =>
+  runBenchmark("mixed", { ...options, x: 0 }),
+).pipe(
+  Command.withDescription(
+    `Time <n> operations by <w> concurrent fibers, each a put of a key picked at random (of up to ${mixedKeys.toLocaleString("en-US")}) and a get of it back.`,
+  ),
+)
+
 export const benchmark = Command.make("benchmark", {}, () =>
-  Effect.fail(new MissingCommandError({ path: "kv benchmark", expected: ["get", "put", "patch"] })),
+  Effect.fail(new MissingCommandError({ path: "kv benchmark", expected: ["get", "put", "patch", "mixed"] })),
 ).pipe(
   Command.withDescription(
     "Measure the store on the chosen backend: ops/s and p50/p95/p99/max latency, after a short " +
       `unmeasured warm-up (up to ${warmUpOperations} operations or ${warmUpTime} ms). Its keys live under ` +
       "kv-benchmark/<run id>/ and are deleted afterwards.",
   ),
-  Command.withSubcommands([benchmarkGet, benchmarkPut, benchmarkPatch]),
+  Command.withSubcommands([benchmarkGet, benchmarkPut, benchmarkPatch, benchmarkMixed]),
 )

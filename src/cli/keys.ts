@@ -1,20 +1,23 @@
 /**
- * The key commands: `init`, `put`, `patch`, `get key|prefix|range`, `list`, `delete`, `count`.
+ * The key commands: `init`, `put`, `patch`, `get key|prefix|range|batch`, `list`, `delete`,
+ * `count`.
  */
+import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
-import type {
+import {
   InvalidArgumentError,
-  KvRecord,
-  StoreError,
-  StoreService,
-  VersionMismatchError,
+  type KvRecord,
+  type Page,
+  type StoreError,
+  type StoreService,
+  type VersionMismatchError,
 } from "../Store.js"
 import { boundArg, keyArg, limitArg, offsetArg, recordTypeOption, versionOption } from "./arguments.js"
-import { MissingCommandError, NotFoundError } from "./errors.js"
+import { errorText, MissingCommandError, NotFoundError } from "./errors.js"
 import { withStore } from "./globals.js"
 import { printInteger, printJson, printRecords, readStdinJson } from "./output.js"
 
@@ -103,11 +106,81 @@ const getRange = Command.make(
     ),
 ).pipe(Command.withDescription("Print the records with from <= key < to, ordered by key."))
 
-export const get = Command.make("get", {}, () =>
-  Effect.fail(new MissingCommandError({ path: "kv get", expected: ["key", "prefix", "range"] })),
+const decodeKey = Arg.decoder(Arg.Key)
+
+/** The keys on stdin, one per line (a final line break, CRs before it and blank lines are ignored). */
+const readStdinKeys: Effect.Effect<ReadonlyArray<string>, InvalidArgumentError> = Effect.gen(function* () {
+  if (process.stdin.isTTY) {
+    yield* Effect.sync(() =>
+      process.stderr.write("reading keys from stdin, one per line (end with Ctrl-D)\n"),
+    )
+  }
+  const text = yield* Effect.tryPromise({
+    try: async () => {
+      let text = ""
+      process.stdin.setEncoding("utf8")
+      for await (const chunk of process.stdin) text += chunk
+      return text
+    },
+    catch: (error) => new InvalidArgumentError({ message: `cannot read stdin: ${errorText(error)}` }),
+  })
+  const keys: Array<string> = []
+  for (const [i, line] of text.split("\n").entries()) {
+    const key = line.endsWith("\r") ? line.slice(0, -1) : line
+    if (key === "") continue
+    yield* Effect.mapError(
+      decodeKey(key),
+      (error) => new InvalidArgumentError({ message: `stdin line ${i + 1}: ${error.message}` }),
+    )
+    keys.push(key)
+  }
+  return keys
+})
+
+/**
+ * The store's key order: by UTF-8 bytes, i.e. by code point (SQLite's BINARY, PostgreSQL's
+ * COLLATE "C"), where JavaScript's `<` compares UTF-16 units: a surrogate (a code point above
+ * U+FFFF) must sort after U+E000..U+FFFF.
+ */
+const compareKeys = (a: string, b: string): number => {
+  const length = Math.min(a.length, b.length)
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x !== y) {
+      const rank = (unit: number) => (unit >= 0xe000 ? unit - 0x800 : unit >= 0xd800 ? unit + 0x2000 : unit)
+      return rank(x) - rank(y)
+    }
+  }
+  return a.length - b.length
+}
+
+const getBatch = Command.make(
+  "batch",
+  {
+    keys: Args.text({ name: "key" }).pipe(
+      Args.withDescription("The keys (none: one key per line on stdin)."),
+      Args.withSchema(Arg.Key),
+      Args.repeated,
+    ),
+  },
+  ({ keys }) =>
+    Effect.gen(function* () {
+      const wanted = keys.length > 0 ? keys : yield* readStdinKeys
+      const found = yield* withStore((store) => store.getBatch(wanted))
+      yield* printRecords([...found.values()].sort((a, b) => compareKeys(a.key, b.key)))
+    }),
 ).pipe(
-  Command.withDescription("Read records: by key, by prefix or by key range."),
-  Command.withSubcommands([getKey, getPrefix, getRange]),
+  Command.withDescription(
+    "Print the records of the keys given (or read from stdin, one per line) that exist, ordered by key.",
+  ),
+)
+
+export const get = Command.make("get", {}, () =>
+  Effect.fail(new MissingCommandError({ path: "kv get", expected: ["key", "prefix", "range", "batch"] })),
+).pipe(
+  Command.withDescription("Read records: by key, by prefix, by key range or a batch of keys."),
+  Command.withSubcommands([getKey, getPrefix, getRange, getBatch]),
 )
 
 export const list = Command.make("list", { offset: offsetArg, limit: limitArg }, ({ limit, offset }) =>
@@ -117,12 +190,99 @@ export const list = Command.make("list", { offset: offsetArg, limit: limitArg },
   ),
 ).pipe(Command.withDescription("Print all records, ordered by key."))
 
-export const del = Command.make("delete", { key: keyArg }, ({ key }) =>
-  Effect.flatMap(
-    withStore((store) => store.delete(key)),
-    printInteger,
+/** What `delete` was asked to delete. */
+type Deletion =
+  | { readonly _tag: "Keys"; readonly keys: ReadonlyArray<string> }
+  | { readonly _tag: "Prefix"; readonly prefix: string; readonly page: Page }
+  | { readonly _tag: "Range"; readonly from: string; readonly to: string; readonly page: Page }
+
+const deleteUsage = "kv delete <key>... | --prefix <prefix> | --from <from> --to <to>"
+
+/** The one deletion the arguments name, or why they name none (checked before the database is opened). */
+export const deletionOf = (given: {
+  readonly keys: ReadonlyArray<string>
+  readonly prefix: Option.Option<string>
+  readonly from: Option.Option<string>
+  readonly to: Option.Option<string>
+  readonly offset: Option.Option<number>
+  readonly limit: Option.Option<number>
+}): Deletion | InvalidArgumentError => {
+  const invalid = (message: string) => new InvalidArgumentError({ message })
+  const range = Option.isSome(given.from) || Option.isSome(given.to)
+  const ways = [given.keys.length > 0, Option.isSome(given.prefix), range].filter(Boolean).length
+  if (ways === 0) return invalid(`delete needs keys, --prefix or --from and --to (${deleteUsage})`)
+  if (ways > 1) {
+    return invalid(`delete takes keys, --prefix or --from and --to, only one of them (${deleteUsage})`)
+  }
+  const page = { offset: Option.getOrUndefined(given.offset), limit: Option.getOrUndefined(given.limit) }
+  if (given.keys.length > 0) {
+    if (Option.isSome(given.offset) || Option.isSome(given.limit)) {
+      return invalid("--offset and --limit go with --prefix or --from and --to, not with keys")
+    }
+    return { _tag: "Keys", keys: given.keys }
+  }
+  if (Option.isSome(given.prefix)) {
+    if (given.prefix.value === "") return invalid('--prefix needs a prefix; use "*" to delete every key')
+    return { _tag: "Prefix", prefix: given.prefix.value, page }
+  }
+  if (Option.isNone(given.from)) return invalid("--to needs --from: delete --from <from> --to <to>")
+  if (Option.isNone(given.to)) return invalid("--from needs --to: delete --from <from> --to <to>")
+  return { _tag: "Range", from: given.from.value, to: given.to.value, page }
+}
+
+const boundOption = (name: string, description: string) =>
+  Options.text(name).pipe(
+    Options.withDescription(description),
+    Options.withSchema(Arg.bound(`--${name}`)),
+    Options.optional,
+  )
+
+export const del = Command.make(
+  "delete",
+  {
+    keys: Args.text({ name: "key" }).pipe(
+      Args.withDescription("The keys to delete."),
+      Args.withSchema(Arg.Key),
+      Args.repeated,
+    ),
+    prefix: boundOption("prefix", 'Delete the keys starting with this prefix ("*": every key).'),
+    from: boundOption("from", "Delete the keys with from <= key < to: the first key of the range."),
+    to: boundOption("to", "The key after the range (with --from)."),
+    offset: Options.integer("offset").pipe(
+      Options.withDescription("With --prefix or --from/--to: skip this many keys, in key order (default 0)."),
+      Options.withSchema(Arg.Offset),
+      Options.optional,
+    ),
+    limit: Options.integer("limit").pipe(
+      Options.withDescription(
+        "With --prefix or --from/--to: delete at most this many keys (default, or -1: all).",
+      ),
+      Options.withSchema(Arg.Limit),
+      Options.optional,
+    ),
+  },
+  (given) =>
+    Effect.gen(function* () {
+      const deletion = deletionOf(given)
+      if (deletion instanceof InvalidArgumentError) return yield* deletion
+      const deleted = yield* withStore((store) => {
+        switch (deletion._tag) {
+          case "Keys":
+            return store.delete(...deletion.keys)
+          case "Prefix":
+            return store.deletePrefix(deletion.prefix, deletion.page)
+          case "Range":
+            return store.deleteRange(deletion.from, deletion.to, deletion.page)
+        }
+      })
+      yield* printInteger(deleted)
+    }),
+).pipe(
+  Command.withDescription(
+    "Delete keys: the keys given, the keys under --prefix, or the keys with --from <= key < --to " +
+      "(with --offset and --limit, in key order); prints the number of keys deleted.",
   ),
-).pipe(Command.withDescription("Delete <key>; prints the number of keys deleted (0 or 1)."))
+)
 
 const countAll = Command.make("all", {}, () =>
   Effect.flatMap(
