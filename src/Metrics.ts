@@ -1,0 +1,56 @@
+/**
+ * The metrics effect-kv records, as Effect `Metric`s: read them with `Metric.value`, or export
+ * them with `@effect/opentelemetry` like any other metric of your application.
+ *
+ * Task metrics are tagged with `task_name`; consumer metrics with `stream` and `consumer`.
+ */
+import { Metric, MetricBoundaries } from "effect"
+
+/** Tasks a runner started (handler began). */
+export const tasksStarted = Metric.counter("kv_tasks_started", {
+  description: "tasks a runner started",
+  incremental: true,
+})
+
+/** Tasks whose handler succeeded and whose completion was stored. */
+export const tasksCompleted = Metric.counter("kv_tasks_completed", {
+  description: "tasks completed",
+  incremental: true,
+})
+
+/** Attempts that failed (handler failure, defect or timeout), whether or not the task is retried. */
+export const tasksFailed = Metric.counter("kv_tasks_failed", {
+  description: "failed task attempts",
+  incremental: true,
+})
+
+/** How long handlers ran, in milliseconds, whatever their outcome. */
+export const taskDuration = Metric.histogram(
+  "kv_task_duration_ms",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 20 }),
+  "task handler duration in milliseconds",
+)
+
+/** Records of the stream a consumer has not committed yet (the stream's last seq minus its position). */
+export const consumerLagRecords = Metric.gauge("kv_consumer_lag_records", {
+  description: "stream records a consumer has not committed yet",
+})
+
+/**
+ * How far behind a consumer is in time: the age, in milliseconds, of the oldest record it has
+ * not committed yet when it last read (0 when it is caught up).
+ */
+export const consumerLagMs = Metric.gauge("kv_consumer_lag_ms", {
+  description: "age in milliseconds of the oldest record a consumer has not committed",
+})
+
+/** A task metric for one task name. */
+export const forTask = <M extends Metric.Metric<any, any, any>>(metric: M, name: string): M =>
+  Metric.tagged(metric, "task_name", name) as M
+
+/** A consumer metric for one stream and consumer. */
+export const forConsumer = <M extends Metric.Metric<any, any, any>>(
+  metric: M,
+  stream: string,
+  consumer: string,
+): M => Metric.tagged(Metric.tagged(metric, "stream", stream), "consumer", consumer) as M
