@@ -65,8 +65,8 @@ export interface ConsumerBatch {
   readonly records: ReadonlyArray<StreamRecord>
   /**
    * Every record up to this seq has been read: the last record's seq, or, when the batch was
-   * not full, the stream's latest seq (with `ofType`, records of other types in between were
-   * skipped). `commit(batch)` moves the position here.
+   * not full, the stream's latest seq (with `ofType` or `prefix`, the records in between that
+   * did not match were skipped). `commit(batch)` moves the position here.
    */
   readonly through: number
 }
@@ -155,6 +155,12 @@ export interface StreamWindow extends StoredPosition {
   readonly latestSeq: number
 }
 
+/** Which records a consumer reads: of one type (`"all"`: every type), under a key prefix (`""`: every key). */
+export interface RecordFilter {
+  readonly type: Arg.RecordType
+  readonly prefix: Arg.Prefix
+}
+
 /** What a guarded commit did: committed, or nothing because of the lock or the version. */
 export type CommitOutcome =
   | { readonly _tag: "Committed" }
@@ -181,14 +187,14 @@ export interface ConsumerStorageService {
   /** Releases the lock: `holder`'s only, or (`None`) whoever holds it. `true` when it was held. */
   readonly release: (name: Arg.StreamName, holder: Option.Option<Arg.ConsumerName>) => Fails<boolean>
   /**
-   * Up to `limit` records (`-1`: all) of `ofType` ("all": every type) after `after`, or (`None`)
+   * Up to `limit` records (`-1`: all) that pass `filter` after `after`, or (`None`)
    * after the committed position (0 for an unknown consumer); `reader`: the instance to tell
    * whether it holds the lock at this read.
    */
   readonly read: (
     name: Arg.StreamName,
     after: Option.Option<Arg.Seq>,
-    ofType: Arg.RecordType,
+    filter: RecordFilter,
     limit: Arg.Limit,
     reader: Option.Option<Arg.ConsumerName>,
   ) => Fails<StreamWindow>
@@ -225,10 +231,16 @@ const decodeInstance = Arg.args({
   streamName: Arg.StreamName,
   consumerName: Arg.ConsumerName,
   ofType: Arg.RecordType,
+  prefix: Arg.Prefix,
   lockDuration: Arg.Millis,
 })
 const decodeBatchSize = Arg.decoder(Arg.positive("batch size"))
-const decodePeek = Arg.args({ streamName: Arg.StreamName, ofType: Arg.RecordType, limit: Arg.Limit })
+const decodePeek = Arg.args({
+  streamName: Arg.StreamName,
+  ofType: Arg.RecordType,
+  prefix: Arg.Prefix,
+  limit: Arg.Limit,
+})
 const decodeMove = Arg.args({ streamName: Arg.StreamName, seq: Arg.Seq })
 const decodeSeq = Arg.decoder(Arg.Seq)
 const decodeStreamOptions = Arg.args({
@@ -249,6 +261,11 @@ export interface ConsumerOptions {
   readonly consumerName: string
   /** Only records of this type (default "all"); the position still moves over the others. */
   readonly ofType?: string | undefined
+  /**
+   * Only records whose key starts with this prefix (default: every key; `%`, `_`, `\` are
+   * ordinary characters); the position still moves over the others.
+   */
+  readonly prefix?: string | undefined
   /** How long the lock lasts unless extended (default 30 seconds). */
   readonly lockDuration?: Duration.DurationInput | undefined
 }
@@ -258,6 +275,8 @@ export interface Consumer {
   readonly streamName: string
   readonly consumerName: string
   readonly ofType: string
+  /** The key prefix it reads under (`""`: every key). */
+  readonly prefix: string
   /**
    * Acquires or extends the lock and returns up to `batchSize` (default 100) records after the
    * committed position; an empty batch with `held: false` while another instance holds it.
@@ -313,13 +332,15 @@ const makeInstance = (
   Effect.gen(function* () {
     const storage = yield* ConsumerStorage
     // checked once: every call below takes the checked names
-    const { consumerName, lockDuration, ofType, streamName } = yield* decodeInstance({
+    const { consumerName, lockDuration, ofType, prefix, streamName } = yield* decodeInstance({
       streamName: options.streamName,
       consumerName: options.consumerName,
       ofType: options.ofType ?? "all",
+      prefix: options.prefix ?? "",
       lockDuration: options.lockDuration ?? defaultLockDuration,
     })
     const lockMillis = lockDuration
+    const filter: RecordFilter = { type: ofType, prefix }
     const reader = Option.some(consumerName)
     // A held lock is extended once a third of it has passed: reads in between cost no write.
     // Each read still asks the database whether this instance holds the lock (in the same
@@ -360,7 +381,7 @@ const makeInstance = (
         const holding = yield* hold
         if (holding === "not-held") return Option.none()
         const start = holding === "held" ? (after as Option.Option<Arg.Seq>) : Option.none()
-        const window = yield* storage.read(streamName, start, ofType, limit, reader)
+        const window = yield* storage.read(streamName, start, filter, limit, reader)
         return window.held ? Option.some({ start, window }) : Option.none()
       })
 
@@ -417,6 +438,7 @@ const makeInstance = (
       streamName,
       consumerName,
       ofType,
+      prefix,
       lockMillis,
       getAfter,
       get: (batchSize = defaultBatchSize) => getAfter(Option.none(), batchSize),
@@ -662,7 +684,11 @@ export const status = (
  */
 export const peek = (
   streamName: string,
-  options: { readonly ofType?: string | undefined; readonly limit?: number | undefined } = {},
+  options: {
+    readonly ofType?: string | undefined
+    readonly prefix?: string | undefined
+    readonly limit?: number | undefined
+  } = {},
 ): Effect.Effect<
   ReadonlyArray<StreamRecord>,
   ConsumerGapError | InvalidArgumentError | StoreError,
@@ -673,12 +699,13 @@ export const peek = (
     const checked = yield* decodePeek({
       streamName,
       ofType: options.ofType ?? "all",
+      prefix: options.prefix ?? "",
       limit: options.limit ?? -1,
     })
     const window = yield* storage.read(
       checked.streamName,
       Option.none(),
-      checked.ofType,
+      { type: checked.ofType, prefix: checked.prefix },
       checked.limit,
       Option.none(),
     )

@@ -38,7 +38,7 @@ import * as Stream from "effect/Stream"
 import * as Arg from "./Arguments.js"
 import * as Consumer from "./Consumer.js"
 import { type Message, MessageIdStreamName, messageOf, SubjectPrefix } from "./NatsMessage.js"
-import type { InvalidArgumentError, StoreError, StreamRecord } from "./Store.js"
+import type { InvalidArgumentError, StoreError } from "./Store.js"
 
 export { type Message, messageOf, SubjectPrefix, subjectOf } from "./NatsMessage.js"
 
@@ -292,11 +292,7 @@ export interface RunOptions {
   readonly subjectPrefix?: string | undefined
   /** Only records of this type (default "all"); the position moves over the others. */
   readonly ofType?: string | undefined
-  /**
-   * Only records whose key starts with this prefix; the position moves over the others. (The
-   * records are filtered here, after they are read; the store's own key filter on the stream
-   * can take its place.)
-   */
+  /** Only records whose key starts with this prefix (read so from the stream); the position moves over the others. */
   readonly prefix?: string | undefined
   /** Records read and published at a time (default 100). */
   readonly batchSize?: number | undefined
@@ -355,11 +351,11 @@ export const run = (
       timeout: checked.publishTimeout,
       retry: options.retrySchedule ?? defaultRetry,
     }
-    const wanted = (record: StreamRecord) => record.record.key.startsWith(checked.prefix)
     yield* Consumer.stream({
       streamName: checked.streamName,
       consumerName: options.consumerName,
       ofType: options.ofType,
+      prefix: checked.prefix,
       // committed when the next batch is pulled: after this batch's handler succeeded
       commitMode: "batch",
       batchSize: options.batchSize,
@@ -368,10 +364,9 @@ export const run = (
       standbyInterval: options.standbyInterval,
     }).pipe(
       Stream.runForEachChunk((records) => {
-        const messages: Array<Message> = []
-        for (const record of records) {
-          if (wanted(record)) messages.push(messageOf(checked.streamName, checked.subjectPrefix, record))
-        }
+        const messages = Array.from(records, (record) =>
+          messageOf(checked.streamName, checked.subjectPrefix, record),
+        )
         return messages.length === 0 ? Effect.void : publishAll(js, messages, publish)
       }),
     )

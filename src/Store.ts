@@ -142,6 +142,12 @@ export const Mutation = {
 
 type Fails<A, E = never> = Effect.Effect<A, E | InvalidArgumentError | StoreError>
 
+/** Filters of `store.stream` beyond the record type. */
+export interface StreamOptions {
+  /** Only changes of keys starting with this prefix (default: every key). */
+  readonly prefix?: string | undefined
+}
+
 export interface StoreService {
   /** Create or upgrade the tables; idempotent. */
   readonly init: () => Effect.Effect<void, StoreError>
@@ -188,8 +194,16 @@ export interface StoreService {
   readonly mutateAll: (
     mutations: ReadonlyArray<Mutation>,
   ) => Fails<ReadonlyArray<number>, VersionMismatchError>
-  /** Change records with `seq >= seq`, in order; `type` `"all"` means every record type. */
-  readonly stream: (type: string, seq: number, limit?: number) => Fails<ReadonlyArray<StreamRecord>>
+  /**
+   * Change records with `seq >= seq`, in order; `type` `"all"` means every record type;
+   * `prefix`: only changes of keys that start with it (exactly: `%`, `_`, `\` are ordinary).
+   */
+  readonly stream: (
+    type: string,
+    seq: number,
+    limit?: number,
+    options?: StreamOptions,
+  ) => Fails<ReadonlyArray<StreamRecord>>
   /** The latest seq, 0 when the stream has never been written. */
   readonly streamSeq: () => Fails<number>
   /** Delete stream records with `seq <= seq`; the number deleted. */

@@ -365,12 +365,13 @@ export const cliSuite = (backend: CliBackend) =>
       ok(await kv(["delete", "s/1"]))
       ok(await put("s/2", { v: 1 }))
       const from = String(before + 1)
-      const [seq, all, limited, ofType, ofTypeEq] = await Promise.all([
+      const [seq, all, limited, ofType, ofTypeEq, prefixed] = await Promise.all([
         kv(["stream", "seq"]),
         kv(["stream", "get", from]),
         kv(["stream", "get", from, "2"]),
         kv(["stream", "get", from, "--of-type", "streamed"]),
         kv(["stream", "get", "--of-type=object", from, "-1"]),
+        kv(["stream", "get", from, "--prefix", "s/2"]),
       ])
       expect(ok(seq)).toBe(`${before + 4}\n`)
       const changes = json(all)
@@ -387,6 +388,7 @@ export const cliSuite = (backend: CliBackend) =>
       expect(json(limited)).toHaveLength(2)
       expect(json(ofType).map((c: any) => c.seq)).toEqual([before + 1, before + 2, before + 3])
       expect(json(ofTypeEq).map((c: any) => c.seq)).toEqual([before + 4])
+      expect(json(prefixed).map((c: any) => c.seq)).toEqual([before + 4])
 
       expect(ok(await kv(["stream", "trim", String(before + 2)]))).toMatch(/^\d+\n$/)
       const [rest, seqAfter] = await Promise.all([kv(["stream", "get", "0", "-1"]), kv(["stream", "seq"])])

@@ -148,10 +148,11 @@ export const cliConsumerSuite = (backend: CliBackend) =>
       ]) {
         ok(await put(key!, { key }, "--record-type", type!))
       }
-      const [all, limited, typed, state] = await Promise.all([
+      const [all, limited, typed, prefixed, state] = await Promise.all([
         json(["consumer", "get", "admin"]),
         json(["consumer", "get", "admin", "--limit", "2"]),
         json(["consumer", "get", "--of-type=a", "admin"]),
+        json(["consumer", "get", "admin", "--prefix", "ca/2"]),
         status("admin"),
       ])
       expect(all.map((r: any) => [r.seq, r.action, r.record.key])).toEqual([
@@ -162,6 +163,7 @@ export const cliConsumerSuite = (backend: CliBackend) =>
       expect(Object.keys(all[0])).toEqual(["seq", "action", "record"])
       expect(limited).toHaveLength(2)
       expect(typed.map((r: any) => r.record.key)).toEqual(["ca/1", "ca/3"])
+      expect(prefixed.map((r: any) => r.record.key)).toEqual(["ca/2"])
       expect(Object.keys(state)).toEqual([
         "name",
         "position",

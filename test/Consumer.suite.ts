@@ -190,6 +190,53 @@ export const consumerSuite = (
       }),
     )
 
+    it.effect("prefix: only records under the key prefix, exactly; the position moves over the others", () =>
+      Effect.gen(function* () {
+        yield* startAtEnd("prefixed")
+        const [a1] = yield* write("pre%/a", 1)
+        yield* write("pre_/b", 2)
+        const [a2] = yield* write("pre%/c", 1, "typed")
+        const [last] = yield* write("prefix", 1)
+        const consumer = yield* Consumer.make({ streamName: "prefixed", consumerName: "a", prefix: "pre%/" })
+        assert.strictEqual(consumer.prefix, "pre%/")
+        // peek filters the same way, without the lock
+        assert.deepStrictEqual(seqsOf(yield* Consumer.peek("prefixed", { prefix: "pre%/" })), [a1, a2])
+        assert.deepStrictEqual(
+          seqsOf(yield* Consumer.peek("prefixed", { prefix: "pre%/", ofType: "typed" })),
+          [a2],
+        )
+        const batch = yield* consumer.get(10)
+        assert.deepStrictEqual(seqsOf(batch.records), [a1, a2])
+        assert.strictEqual(batch.through, last) // the stream's end: the other keys were read past
+        yield* consumer.commit(batch)
+        assert.strictEqual(yield* positionOf("prefixed"), last)
+        // with the type filter too, and through a Stream
+        yield* write("pre%/d", 2, "typed")
+        const [wanted] = yield* write("pre%/e", 1, "typed")
+        const both = yield* Consumer.make({
+          streamName: "prefixed",
+          consumerName: "a",
+          prefix: "pre%/e",
+          ofType: "typed",
+        })
+        assert.deepStrictEqual(seqsOf((yield* both.get(10)).records), [wanted])
+        const streamed = yield* Consumer.stream({
+          streamName: "prefixed",
+          consumerName: "a",
+          prefix: "pre%/d",
+          commitMode: "none",
+        }).pipe(Stream.take(2), Stream.runCollect)
+        assert.deepStrictEqual(
+          Chunk.toReadonlyArray(streamed).map((r) => r.record.key),
+          ["pre%/d/1", "pre%/d/2"],
+        )
+        const bad = yield* Effect.flip(
+          Consumer.make({ streamName: "prefixed", consumerName: "a", prefix: "\u0000" }),
+        )
+        assert.strictEqual(bad._tag, "InvalidArgumentError")
+      }),
+    )
+
     it.effect("two instances: only the holder reads; after its lock expires the other goes on", () =>
       Effect.gen(function* () {
         yield* startAtEnd("pair")

@@ -15,7 +15,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import { maxDepth } from "../src/Arguments.js"
-import { type KvRecord, Mutation, Store } from "../src/Store.js"
+import { type KvRecord, Mutation, Store, type StreamRecord } from "../src/Store.js"
 import { typed } from "../src/TypedStore.js"
 
 const value = (record: Option.Option<KvRecord>) => Option.getOrThrow(record).value
@@ -470,6 +470,49 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
           [start + 1, start + 2],
         )
         assert.deepStrictEqual(yield* store.stream("all", start + 5), [])
+      }),
+    )
+
+    it.effect("stream by key prefix: exact (%, _ and \\ are ordinary), with the type filter and limit", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const start = (yield* store.streamSeq()) + 1
+        const keys = ["sp/a%", "sp/a%b", "sp/ab", "sp/a_", "sp/a\\", "sp/a\\x", "sp/é", "sq/a%", "sp"]
+        for (const key of keys) yield* store.put(key, -1, { key }, { type: key.endsWith("b") ? "B" : "A" })
+        yield* store.delete("sp/ab")
+        const keysOf = (records: ReadonlyArray<StreamRecord>) => records.map((r) => [r.action, r.record.key])
+        const under = (prefix: string, type = "all", limit?: number) =>
+          Effect.map(store.stream(type, start, limit, { prefix }), keysOf)
+        assert.deepStrictEqual(yield* under("sp/a%"), [
+          ["create", "sp/a%"],
+          ["create", "sp/a%b"],
+        ])
+        assert.deepStrictEqual(yield* under("sp/a_"), [["create", "sp/a_"]])
+        assert.deepStrictEqual(yield* under("sp/a\\"), [
+          ["create", "sp/a\\"],
+          ["create", "sp/a\\x"],
+        ])
+        assert.deepStrictEqual(yield* under("sp/é"), [["create", "sp/é"]])
+        assert.deepStrictEqual(yield* under("sp/ab"), [
+          ["create", "sp/ab"],
+          ["delete", "sp/ab"],
+        ])
+        assert.deepStrictEqual(yield* under("sp/", "B"), [
+          ["create", "sp/a%b"],
+          ["create", "sp/ab"],
+          ["delete", "sp/ab"],
+        ])
+        assert.deepStrictEqual(yield* under("sp/", "all", 2), [
+          ["create", "sp/a%"],
+          ["create", "sp/a%b"],
+        ])
+        // "" is every key, like no prefix
+        assert.deepStrictEqual(
+          yield* Effect.map(store.stream("all", start, -1, { prefix: "" }), keysOf),
+          yield* Effect.map(store.stream("all", start), keysOf),
+        )
+        const bad = yield* Effect.flip(store.stream("all", start, -1, { prefix: "a\u0000" }))
+        assert.strictEqual(bad._tag, "InvalidArgumentError")
       }),
     )
 

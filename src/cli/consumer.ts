@@ -22,7 +22,7 @@ import { MissingCommandError, NotFoundError } from "./errors.js"
 import { kv } from "./globals.js"
 import { printEncoded, printInteger, printStreamRecords } from "./output.js"
 import * as Stdout from "./stdout.js"
-import { ofTypeOption } from "./stream.js"
+import { ofTypeOption, prefixFilterOption } from "./stream.js"
 
 /** Runs `effect` with the consumer storage of the backend chosen by the global flags. */
 const withConsumers = <A, E>(effect: Effect.Effect<A, E, Consumer.ConsumerStorage>) =>
@@ -42,9 +42,9 @@ const limitOption = Options.integer("limit").pipe(
 
 const consumerGet = Command.make(
   "get",
-  { name: streamNameArg("name"), ofType: ofTypeOption, limit: limitOption },
-  ({ limit, name, ofType }) =>
-    Effect.flatMap(withConsumers(Consumer.peek(name, { ofType, limit })), printStreamRecords),
+  { name: streamNameArg("name"), ofType: ofTypeOption, prefix: prefixFilterOption, limit: limitOption },
+  ({ limit, name, ofType, prefix }) =>
+    Effect.flatMap(withConsumers(Consumer.peek(name, { ofType, prefix, limit })), printStreamRecords),
 ).pipe(
   Command.withDescription(
     "Print the records the consumer reads next (after its committed position), without taking its lock.",
@@ -63,6 +63,7 @@ const consumerStream = Command.make(
       "This instance: the holder of the consumer's lock.",
     ),
     ofType: ofTypeOption,
+    prefix: prefixFilterOption,
     commitMode: Options.choice("commit-mode", Consumer.CommitMode.literals).pipe(
       Options.withDescription(
         "When to commit: after each batch (default), after each record, or never (none).",
@@ -75,9 +76,9 @@ const consumerStream = Command.make(
       Options.withDefault(100),
     ),
   },
-  ({ commitMode, consumerName, limit, ofType, streamName }) =>
+  ({ commitMode, consumerName, limit, ofType, prefix, streamName }) =>
     withConsumers(
-      Consumer.stream({ streamName, consumerName, ofType, commitMode, batchSize: limit }).pipe(
+      Consumer.stream({ streamName, consumerName, ofType, prefix, commitMode, batchSize: limit }).pipe(
         Stream.runForEachChunk((records) =>
           // one write per batch, one line per record, as they arrive; a batch is committed only
           // once written: with stdout closed, it stays for the next instance

@@ -12,15 +12,13 @@ import * as Options from "@effect/cli/Options"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Arg from "../Arguments.js"
 import { MessageIdStreamName, SubjectPrefix } from "../NatsMessage.js"
 import { InvalidArgumentError } from "../Store.js"
 import { nameArg } from "./arguments.js"
 import { layerFor } from "./backend.js"
 import { MissingCommandError } from "./errors.js"
 import { kv } from "./globals.js"
-import { ofTypeOption } from "./stream.js"
+import { ofTypeOption, prefixFilterOption } from "./stream.js"
 
 export const defaultNatsUrl = "nats://127.0.0.1:4222"
 
@@ -91,11 +89,7 @@ const natsPush = Command.make(
       Options.withSchema(SubjectPrefix),
     ),
     ofType: ofTypeOption,
-    prefix: Options.text("prefix").pipe(
-      Options.withDescription("Only records whose key starts with this prefix (default: every key)."),
-      Options.withSchema(Arg.bound("--prefix")),
-      Options.optional,
-    ),
+    prefix: prefixFilterOption,
   },
   ({ consumerName, natsUrl, ofType, prefix, streamName, subjectPrefix }) =>
     Effect.gen(function* () {
@@ -108,7 +102,7 @@ const natsPush = Command.make(
         consumerName,
         subjectPrefix,
         ofType,
-        prefix: Option.getOrUndefined(prefix),
+        prefix,
       })
       yield* Effect.provide(
         run,

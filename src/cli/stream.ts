@@ -18,16 +18,24 @@ export const ofTypeOption = Options.text("of-type").pipe(
   Options.withDefault("all"),
 )
 
+/** `--prefix`: only changes of keys that start with this prefix. */
+export const prefixFilterOption = Options.text("prefix").pipe(
+  Options.withDescription("Only changes of keys that start with this prefix (default: every key)."),
+  Options.withSchema(Arg.bound("--prefix")),
+  Options.withDefault(""),
+)
+
 const streamGet = Command.make(
   "get",
   {
     seq: seqArg("The first sequence number to print (default 0).").pipe(Args.withDefault(0)),
     limit: limitArg,
     ofType: ofTypeOption,
+    prefix: prefixFilterOption,
   },
-  ({ limit, ofType, seq }) =>
+  ({ limit, ofType, prefix, seq }) =>
     Effect.flatMap(
-      withStore((store) => store.stream(ofType, seq, limit)),
+      withStore((store) => store.stream(ofType, seq, limit, { prefix })),
       printStreamRecords,
     ),
 ).pipe(Command.withDescription("Print the change records with seq >= <seq>, in order."))

@@ -27,6 +27,7 @@ import {
   type ConsumerStatus,
   ConsumerStorage,
   type ConsumerStorageService,
+  type RecordFilter,
   type StreamWindow,
 } from "../Consumer.js"
 import { InvalidArgumentError, type StreamAction } from "../Store.js"
@@ -37,6 +38,7 @@ import {
   limitBinder,
   parseRows,
   type StreamRow,
+  startsWith,
   type TimeValue as Time,
   timeBinder,
   toDate,
@@ -89,6 +91,7 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
     const { compiled } = Statements.make(sql, executor)
     const wakeup = yield* Wakeup
     const isPg = isPostgres(sql)
+    const keyStartsWith = startsWith(sql)
 
     /** Wraps backend failures once, keeping the cause and the client's own words. */
     const run = failuresOf(executor)
@@ -174,14 +177,16 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
       readonly now: number | Date
       readonly limit: number | null
       readonly type: string
+      readonly prefix: string
     }
     // One statement, one snapshot: the position, the lock, the stream's bounds and the records.
-    const window = (typed: boolean) =>
+    const window = (typed: boolean, prefixed: boolean) =>
       compiled<Window, WindowRow>((p) => {
         const from = isPg
           ? sql`COALESCE(${p.after}::bigint, (SELECT "position" FROM kv_consumers WHERE "name" = ${p.name}), 0)`
           : sql`COALESCE(${p.after}, (SELECT "position" FROM kv_consumers WHERE "name" = ${p.name}), 0)`
         const ofType = typed ? sql`AND "type" = ${p.type}` : sql.literal("")
+        const under = prefixed ? sql`AND ${keyStartsWith(sql`"key"`, p.prefix)}` : sql.literal("")
         const holder = isPg ? sql`${p.holder}::text` : sql`${p.holder}`
         return sql`SELECT c."position" AS "consumer_position", c."version" AS "consumer_version",
             COALESCE(c."locked_by" = ${holder} AND c."lock_expires_at" > ${p.now}, FALSE) AS "held",
@@ -191,11 +196,25 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
           LEFT JOIN kv_consumers AS c ON c."name" = ${p.name}
           LEFT JOIN (
             SELECT "seq", "action", "key", "version", "value", "type", "created" FROM kv_stream
-            WHERE "seq" > ${from} ${ofType} ORDER BY "seq" LIMIT ${p.limit}
+            WHERE "seq" > ${from} ${ofType} ${under} ORDER BY "seq" LIMIT ${p.limit}
           ) AS s ON 1 = 1
           ORDER BY s."seq"`
       })
-    const windows = { all: window(false), typed: window(true) }
+    // one statement per filter combination, so none of them tests a filter it does not have
+    const windows = {
+      all: window(false, false),
+      typed: window(true, false),
+      prefixed: window(false, true),
+      typedPrefixed: window(true, true),
+    }
+    const windowFor = (filter: RecordFilter) =>
+      filter.type === "all"
+        ? filter.prefix === ""
+          ? windows.all
+          : windows.prefixed
+        : filter.prefix === ""
+          ? windows.typed
+          : windows.typedPrefixed
 
     const commitPosition = compiled<{
       name: string
@@ -263,7 +282,7 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
           return (yield* run("consumer unlock", released)) === 1
         }),
 
-      read: (name, after, ofType, count, reader) =>
+      read: (name, after, filter, count, reader) =>
         Effect.gen(function* () {
           const now = yield* Clock.currentTimeMillis
           const bound: Window = {
@@ -272,12 +291,10 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
             holder: Option.getOrNull(reader),
             now: time(now),
             limit: limit(count),
-            type: ofType,
+            type: filter.type,
+            prefix: filter.prefix,
           }
-          const rows = yield* run(
-            "consumer read",
-            ofType === "all" ? windows.all.rows(bound) : windows.typed.rows(bound),
-          )
+          const rows = yield* run("consumer read", windowFor(filter).rows(bound))
           const head = rows[0]
           const records = yield* run(
             "consumer read",

@@ -46,6 +46,17 @@ export const inList =
       ? sql`${column} = ANY(${list}::text[])`
       : sql`${column} IN (SELECT "value" FROM json_each(${list}))`
 
+/**
+ * `column` starts with the bound `prefix`, exactly: no LIKE pattern (so `%`, `_`, `\` are
+ * ordinary) and no collation order, counted in characters on every engine.
+ */
+export const startsWith =
+  (sql: SqlClient) =>
+  (column: Fragment, prefix: unknown): Fragment =>
+    isPostgres(sql)
+      ? sql`substr(${column}, 1, length(${prefix}::text)) = ${prefix}::text`
+      : sql`substr(${column}, 1, length(${prefix})) = ${prefix}`
+
 /** A `LIMIT` as bound: `-1` is "no limit", which PostgreSQL spells `NULL`. */
 export const limitBinder = (sql: SqlClient): ((limit: number) => number | null) =>
   isPostgres(sql) ? (limit) => (limit < 0 ? null : limit) : (limit) => limit

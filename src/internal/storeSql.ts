@@ -45,6 +45,7 @@ import {
   parseRows,
   type RecordRow,
   type StreamRow,
+  startsWith,
   type TimeValue,
   timeBinder,
   toDate,
@@ -134,7 +135,12 @@ const decodePrefix = Arg.decoder(Arg.Prefix)
 const decodeRange = Arg.args({ from: Arg.From, to: Arg.To })
 const decodeType = Arg.decoder(Arg.RecordType)
 const decodeOptionalType = Arg.args({ type: Arg.optional(Arg.RecordType) })
-const decodeStream = Arg.args({ type: Arg.RecordType, seq: Arg.Seq, limit: Arg.Limit })
+const decodeStream = Arg.args({
+  type: Arg.RecordType,
+  seq: Arg.Seq,
+  limit: Arg.Limit,
+  prefix: Arg.optional(Arg.Prefix),
+})
 const decodeSeq = Arg.decoder(Arg.Seq)
 const decodeLockAcquire = Arg.args({ name: Arg.LockName, holder: Arg.LockHolder, duration: Arg.Millis })
 const decodeLockRelease = Arg.args({ name: Arg.LockName, holder: Arg.LockHolder })
@@ -358,14 +364,21 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       ({ key, version }) => sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`,
     )
 
-    const streamAll = compiled<{ seq: number; limit: number | null }, StreamRow>(
-      ({ limit, seq }) => sql`SELECT "seq", "action", ${columns} FROM kv_stream
-        WHERE "seq" >= ${seq} ORDER BY "seq" LIMIT ${limit}`,
-    )
-    const streamOfType = compiled<{ seq: number; limit: number | null; type: string }, StreamRow>(
-      ({ limit, seq, type }) => sql`SELECT "seq", "action", ${columns} FROM kv_stream
-        WHERE "seq" >= ${seq} AND "type" = ${type} ORDER BY "seq" LIMIT ${limit}`,
-    )
+    // one statement per filter combination, so none of them tests a filter it does not have
+    type StreamWindow = { seq: number; limit: number | null; type: string; prefix: string }
+    const streamWhere = (typed: boolean, prefixed: boolean) =>
+      compiled<StreamWindow, StreamRow>((p) => {
+        const ofType = typed ? sql`AND "type" = ${p.type}` : sql.literal("")
+        const under = prefixed ? sql`AND ${startsWith(sql)(sql`"key"`, p.prefix)}` : sql.literal("")
+        return sql`SELECT "seq", "action", ${columns} FROM kv_stream
+          WHERE "seq" >= ${p.seq} ${ofType} ${under} ORDER BY "seq" LIMIT ${p.limit}`
+      })
+    const streams = {
+      all: streamWhere(false, false),
+      typed: streamWhere(true, false),
+      prefixed: streamWhere(false, true),
+      typedPrefixed: streamWhere(true, true),
+    }
     const selectLatestSeq = compiled<object, { seq: number | string }>(() => latestSeq)
     const trimStream = compiled<{ seq: number }>(
       ({ seq }) => sql`DELETE FROM kv_stream WHERE "seq" <= ${seq}`,
@@ -673,14 +686,24 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           return affected
         }),
 
-      stream: (type, seq, limitOf) =>
+      stream: (type, seq, limitOf, options) =>
         Effect.gen(function* () {
-          const checked = yield* decodeStream({ type, seq, limit: limitOf ?? -1 })
-          const bounds = { seq: checked.seq, limit: limit(checked.limit) }
-          const rows =
-            checked.type === "all"
-              ? streamAll.rows(bounds)
-              : streamOfType.rows({ ...bounds, type: checked.type })
+          const checked = yield* decodeStream({ type, seq, limit: limitOf ?? -1, prefix: options?.prefix })
+          const typed = checked.type !== "all"
+          const prefixed = checked.prefix !== undefined && checked.prefix !== ""
+          const statement = typed
+            ? prefixed
+              ? streams.typedPrefixed
+              : streams.typed
+            : prefixed
+              ? streams.prefixed
+              : streams.all
+          const rows = statement.rows({
+            seq: checked.seq,
+            limit: limit(checked.limit),
+            type: checked.type,
+            prefix: checked.prefix ?? "",
+          })
           return yield* run(
             "stream",
             Effect.flatMap(rows, (found) => parseRows("kv_stream", found, toStreamRecord)),
