@@ -86,12 +86,20 @@ export class ConsumerGapError extends Schema.TaggedError<ConsumerGapError>()("Co
   position: Schema.Number,
   /** The first seq still in the stream (the next seq to be written when it is empty). */
   firstAvailable: Schema.Number,
+  /** Set when a watch (`Watch.stream` with `since`), not a consumer, found the gap. */
+  watch: Schema.optional(Schema.Boolean),
 }) {
   override get message() {
     const missing =
       this.position + 1 === this.firstAvailable - 1
         ? `seq ${this.position + 1} was`
         : `seqs ${this.position + 1} to ${this.firstAvailable - 1} were`
+    if (this.watch === true) {
+      return (
+        `the watch reads from seq ${this.position + 1}, but ${missing} trimmed from the stream ` +
+        `(the first available is ${this.firstAvailable}); watch from there, or without a seq for a snapshot`
+      )
+    }
     return (
       `consumer "${this.streamName}" is at seq ${this.position}, but ${missing} trimmed from the stream ` +
       `(the first available is ${this.firstAvailable}); commit past the gap ` +
