@@ -26,6 +26,7 @@ import { lock } from "./cli/lock.js"
 import { nats } from "./cli/nats.js"
 import { stream } from "./cli/stream.js"
 import { task } from "./cli/task.js"
+import { watch } from "./cli/watch.js"
 
 export { normalizeArgs, secretsOf } from "./cli/argv.js"
 export { formatError } from "./cli/errors.js"
@@ -48,6 +49,7 @@ const subcommands = [
   benchmark,
   graph,
   nats,
+  watch,
 ] as const
 const topLevel = [
   "init",
@@ -64,6 +66,7 @@ const topLevel = [
   "benchmark",
   "graph",
   "nats",
+  "watch",
 ]
 
 /** The whole command tree. */

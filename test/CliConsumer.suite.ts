@@ -230,6 +230,39 @@ export const cliConsumerSuite = (backend: CliBackend) =>
       expect((await status("live")).lockedBy).toBeNull()
     })
 
+    it("watch prints the current records, then each change, as NDJSON; --since replays; SIGINT exits 0", async () => {
+      ok(await put("wa/1", { n: 1 }))
+      const since = await latestSeq()
+      const watching = startKv(["watch", "prefix", "wa/", ...globals])
+      const [snapshot] = await watching.next(1)
+      expect(snapshot).toMatchObject({
+        seq: since,
+        action: "snapshot",
+        record: { key: "wa/1", value: { n: 1 } },
+      })
+      expect(Object.keys(snapshot)).toEqual(["seq", "action", "record"])
+      ok(await put("wb/1", "not watched"))
+      ok(await put("wa/2", { n: 2 }))
+      ok(await kv(["delete", "wa/1"]))
+      const changes = await watching.next(2)
+      expect(changes.map((e) => [e.action, e.record.key])).toEqual([
+        ["create", "wa/2"],
+        ["delete", "wa/1"],
+      ])
+      expect(await watching.stop("SIGINT")).toMatchObject({ code: 0, stdout: "", stderr: "" })
+
+      const replay = startKv(["watch", "key", "wa/1", "--since", String(since), ...globals])
+      expect((await replay.next(2)).map((e) => [e.seq, e.action])).toEqual([
+        [since, "create"],
+        [changes[1].seq, "delete"],
+      ])
+      expect(await replay.stop("SIGTERM")).toMatchObject({ code: 0, stdout: "", stderr: "" })
+
+      fails(await kv(["watch", "key", ""]), /key must be a non-empty string/)
+      fails(await kv(["watch", "all", "--since", "-1"]), /seq must be a non-negative integer/)
+      fails(await kv(["watch"]), /"kv watch" expects one of key, prefix, range, all/)
+    })
+
     it("consumer stream whose stdout is closed releases its lock, keeps the batch it could not print, exits 0", async () => {
       await startAtEnd("closed")
       const reader = startKv(["consumer", "stream", "closed", "reader", ...globals])

@@ -104,7 +104,7 @@ describe("kv --help, every command", () => {
     ]) {
       expect(paths).toContain(expected)
     }
-    expect(paths.length).toBe(50)
+    expect(paths.length).toBe(55)
   })
 
   it("every usage line names the whole command, from kv", () => {
