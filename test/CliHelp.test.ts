@@ -99,12 +99,15 @@ describe("kv --help, every command", () => {
       "lock acquire",
       "lock release",
       "task new",
+      "task retry",
+      "task prune",
+      "task stats",
       "task run",
       "benchmark patch",
     ]) {
       expect(paths).toContain(expected)
     }
-    expect(paths.length).toBe(50)
+    expect(paths.length).toBe(53) // 50, and task retry, prune and stats
   })
 
   it("every usage line names the whole command, from kv", () => {
