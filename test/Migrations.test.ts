@@ -192,7 +192,7 @@ const sqliteObjects = Effect.flatMap(
 /** What 0005_records_rowid changes in SQLite's schema; everything else stays as it was. */
 const madeByRowidMigration = new Set(["kv_records", "kv_delete_keys", "kv_delete_keys_delete"])
 /** What 0007_task_keys_priority changes (after it, in the same upgrade). */
-const madeByTaskKeysMigration = new Set(["kv_tasks", "kv_tasks_claim", "kv_tasks_key"])
+const madeByTaskKeysMigration = new Set(["kv_tasks", "kv_tasks_claim", "kv_tasks_key", "kv_tasks_keyed"])
 
 const streamOf = (store: Store["Type"], seq: number) =>
   Effect.map(store.stream("all", seq), (records) =>

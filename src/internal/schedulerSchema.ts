@@ -85,9 +85,11 @@ const tasksPostgres: ReadonlyArray<string> = [
 // `kv_tasks_key` makes a key held by at most one pending task (the upsert of `create` is keyed
 // on it); `kv_tasks_claim` is the order `lock` takes due tasks in (higher priority first, then
 // the earlier due, then insertion), so that a long backlog is read in index order. `kv_tasks_due`
-// stays for `nextDue` (the earliest due, whatever its priority).
+// stays for `nextDue` (the earliest due, whatever its priority). `kv_tasks_keyed` finds a key's
+// tasks of any status (the running one a create looks for), only keyed tasks indexed.
 const keyIndexes: ReadonlyArray<string> = [
   `CREATE UNIQUE INDEX kv_tasks_key ON kv_tasks (key) WHERE status = 'pending'`,
+  `CREATE INDEX kv_tasks_keyed ON kv_tasks (key) WHERE key IS NOT NULL`,
   `CREATE INDEX kv_tasks_claim ON kv_tasks (priority DESC, scheduled_for, seq) WHERE status = 'pending'`,
 ]
 

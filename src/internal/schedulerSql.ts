@@ -126,6 +126,20 @@ const byDue = (rows: ReadonlyArray<TaskRow>) =>
     ),
   )
 
+/** PostgreSQL: the advisory lock space (first key) of task keys, and how many buckets they hash into. */
+const keyLockSpace = 83157261
+const keyLockBuckets = 128
+
+/** A task key's advisory lock bucket: FNV-1a of its UTF-16 code units, the same in every process. */
+const keyBucket = (key: string): number => {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return (hash >>> 0) % keyLockBuckets
+}
+
 /** The longest `lastError` kept, in characters. */
 const maxErrorLength = 4000
 
@@ -616,16 +630,30 @@ export const make = (
       (p) => sql`SELECT ${columns} FROM kv_tasks WHERE ${holding(p.key)}
         ORDER BY CASE WHEN "status" = 'pending' THEN 0 ELSE 1 END, "seq" DESC LIMIT 1`,
     )
-    // PostgreSQL: the writes of one key take turns (a transaction-scoped advisory lock per key,
-    // taken in key order), and lock the key's rows, so that no runner takes or gives back the
-    // key's pending or running task between the statements of one create (runners skip locked rows)
-    const lockKeyPg = compiled<{ key: string }>(
-      (p) =>
-        sql`SELECT pg_advisory_xact_lock(hashtextextended(${p.key}::text, 8315726002)) IS NULL AS locked`,
+    // PostgreSQL: the writes of one key take turns (transaction-scoped advisory locks, taken in
+    // bucket order, so that batches never deadlock), and a batch locks its keys' pending and
+    // running rows first, so that no runner takes or gives back such a task between the
+    // statements of one create (runners skip locked rows)
+    // (by bucket: a batch of 10,000 keys takes at most `keyLockBuckets` locks, which PostgreSQL's
+    // lock table holds; keys that share a bucket just take turns too)
+    const lockKeyPg = compiled<{ bucket: number }>(
+      (p) => sql`SELECT pg_advisory_xact_lock(${keyLockSpace}, ${p.bucket}::integer) IS NULL AS locked`,
     )
-    const lockHoldersPg = compiled<{ key: string | null }>(
-      (p) => sql`SELECT "seq" FROM kv_tasks WHERE ${holding(p.key)} FOR UPDATE`,
+    const lockHoldersPg = compiled<{ keys: unknown }>(
+      (p) => sql`SELECT "seq" FROM kv_tasks WHERE ${inList(sql)(sql`"key"`, p.keys)}
+        AND "status" IN ('pending', 'running') FOR UPDATE`,
     )
+    // PostgreSQL returns the row a replace upsert wrote (inserted or updated): no read back
+    const upsertReturningPg = {
+      replace: compiled<NewTask, TaskRow>(
+        (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(false)} RETURNING ${columns}`,
+      ),
+      "preserve-run-at": compiled<NewTask, TaskRow>(
+        (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(true)} RETURNING ${columns}`,
+      ),
+    }
 
     // unkeyed tasks in bulk: one statement over arrays (PostgreSQL) or a JSON array (SQLite),
     // inserted in the order given; a taken id fails the statement, and so the whole batch
@@ -700,8 +728,10 @@ export const make = (
         if (tasks.length === 0) return []
         const statements: Array<Statement<unknown>> = []
         if (isPg) {
-          const keys = [...new Set(tasks.flatMap((t) => (t.key === null ? [] : [t.key])))].sort()
-          for (const key of keys) statements.push(lockKeyPg({ key }))
+          const buckets = new Set(tasks.flatMap((t) => (t.key === null ? [] : [keyBucket(t.key)])))
+          for (const bucket of [...buckets].sort((a, b) => a - b)) statements.push(lockKeyPg({ bucket }))
+          const keys = [...new Set(tasks.flatMap((t) => (t.key === null ? [] : [t.key])))]
+          if (keys.length > 0) statements.push(lockHoldersPg({ keys: list(keys) }))
         }
         /** Where each keyed task's row is read back, by its index among `tasks`. */
         const readBack = new Map<number, number>()
@@ -717,8 +747,12 @@ export const make = (
           }
           flush()
           const bound = bindNew(task)
-          if (isPg) statements.push(lockHoldersPg({ key: task.key }))
           if (task.keyMode !== "dedupe") statements.push(giveUpKey({ key: task.key }))
+          if (isPg && task.keyMode !== "dedupe") {
+            readBack.set(index, statements.length)
+            statements.push(upsertReturningPg[task.keyMode](bound))
+            return
+          }
           statements.push(upsertKeyed[task.keyMode](bound))
           readBack.set(index, statements.length)
           statements.push(selectHolder({ key: task.key }))
@@ -775,7 +809,7 @@ export const make = (
           "retry",
           isPg && key !== undefined
             ? Effect.map(
-                executor.atomic([lockKeyPg({ key }), retryStatement({ id, now })]),
+                executor.atomic([lockKeyPg({ bucket: keyBucket(key) }), retryStatement({ id, now })]),
                 (results) => results[1]?.affected ?? 0,
               )
             : retryStatement.affected({ id, now }),
