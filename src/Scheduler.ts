@@ -33,6 +33,29 @@ export const taskStatuses: ReadonlyArray<TaskStatus> = TaskStatus.literals
 
 const optionalDate = Schema.optionalWith(Schema.Date, { exact: true })
 
+/** A task key, checked like a name. */
+export const TaskKey = Arg.name("task key").pipe(Schema.brand("effect-kv/TaskKey"))
+export type TaskKey = typeof TaskKey.Type
+
+/** The largest priority (either sign) every backend stores: PostgreSQL's `integer`. */
+export const maxPriority = 2_147_483_647
+
+/** A task's priority: an integer of at most `maxPriority` either way. */
+export const Priority = Arg.checked(Schema.Number, (n) =>
+  typeof n === "number" && Number.isSafeInteger(n) && Math.abs(n) <= maxPriority
+    ? undefined
+    : `priority must be an integer between -${maxPriority} and ${maxPriority}, got ${typeof n === "string" ? JSON.stringify(n) : String(n)}`,
+).pipe(Schema.brand("effect-kv/Priority"))
+export type Priority = typeof Priority.Type
+
+/** One of `allowed`, for `what`. */
+export const oneOf = <S extends string>(what: string, allowed: ReadonlyArray<S>) =>
+  Arg.checked(Schema.String, (value) =>
+    allowed.includes(value as S)
+      ? undefined
+      : `${what} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`,
+  ) as unknown as Schema.Schema<S, string>
+
 // A plain readonly object described by a Schema (which encodes it for the CLI: dates as
 // RFC 3339 strings), like the Store's models: a read builds one per row.
 const TaskSchema = Schema.Struct({
@@ -60,11 +83,35 @@ const TaskSchema = Schema.Struct({
   lockedAt: optionalDate,
   /** While `running`: when the lock expires unless its runner extends it. */
   lockExpiresAt: optionalDate,
+  /** Higher is taken first (then the earlier `scheduledFor`); default 0. */
+  priority: Schema.Number,
+  /** At most one pending task holds a key (see {@link KeyMode}); absent: no key. */
+  key: Schema.optionalWith(Schema.String, { exact: true }),
 }).annotations({ identifier: "Task" })
 
 export interface Task extends Schema.Schema.Type<typeof TaskSchema> {}
 
+/**
+ * What `create` does when a task with the same key exists (graphile-worker's job key modes):
+ * - `replace` (default, debounce): a pending task with the key is updated in place (payload,
+ *   scheduledFor, priority, retries, timeout; its retry count starts again at 0);
+ * - `preserve-run-at` (throttle): the same, but it keeps its `scheduledFor`;
+ * - `dedupe`: nothing changes while a task with the key is pending or running.
+ *
+ * A running task with the key is left alone: in the replace modes the new task is created
+ * beside it, and the running task gives its key up (it no longer counts as holding it).
+ */
+export const KeyMode = Schema.Literal("replace", "preserve-run-at", "dedupe")
+export type KeyMode = typeof KeyMode.Type
+export const keyModes: ReadonlyArray<KeyMode> = KeyMode.literals
+
 export interface TaskOptions {
+  /** The task key: at most one pending task holds it (default: none). */
+  readonly key?: string | undefined
+  /** What a task with a key already held does (default `replace`). */
+  readonly keyMode?: KeyMode | undefined
+  /** An integer; higher is taken first (default 0). */
+  readonly priority?: number | undefined
   /** The task id (default: a random UUID). */
   readonly id?: string | undefined
   /** When the task becomes due (default: now). */
@@ -89,9 +136,13 @@ export interface CheckedTask {
   readonly timeoutSeconds: number
   readonly created: Arg.StoredTime
   readonly scheduledFor: Arg.StoredTime
+  readonly priority: Priority
+  readonly key: TaskKey | null
+  readonly keyMode: KeyMode
 }
 
-const decodeTask = Arg.args({
+/** How a task object that `Task.make` did not build is checked: its fields as they are. */
+const decodeTaskFields = Arg.args({
   name: Arg.TaskName,
   payload: Arg.Value,
   id: Arg.TaskId,
@@ -103,7 +154,14 @@ const decodeTask = Arg.args({
   ),
   created: Arg.storedTime("created"),
   scheduledFor: Arg.storedTime("scheduledFor"),
+  priority: Priority,
+  key: Arg.optional(TaskKey),
 })
+const decodeTask = (task: Task): Effect.Effect<CheckedTask, InvalidArgumentError> =>
+  Effect.map(
+    decodeTaskFields({ ...task, priority: task.priority ?? 0 }),
+    (fields): CheckedTask => ({ ...fields, key: fields.key ?? null, keyMode: "replace" }),
+  )
 
 /**
  * The tasks `Task.make` built and checked, with what they store, so that `create` does not
@@ -123,6 +181,9 @@ const decodeMade = Arg.args({
   id: Arg.optional(Arg.TaskId),
   maxRetries: Arg.nonNegative("max retries"),
   timeout: Arg.PositiveDuration,
+  priority: Priority,
+  key: Arg.optional(TaskKey),
+  keyMode: oneOf("key mode", keyModes),
 })
 const decodeSchedule = Arg.args({
   scheduledFor: Arg.optional(Arg.storedTime("scheduledFor")),
@@ -145,6 +206,9 @@ const make = (
       id: options.id,
       maxRetries: options.maxRetries ?? defaultTaskMaxRetries,
       timeout: options.timeout ?? defaultTaskTimeout,
+      priority: options.priority ?? 0,
+      key: options.key,
+      keyMode: options.keyMode ?? "replace",
     })
     if (options.scheduledFor !== undefined && options.delay !== undefined) {
       return yield* new InvalidArgumentError({ message: "give scheduledFor or delay, not both" })
@@ -165,6 +229,9 @@ const make = (
       timeoutSeconds: Duration.toMillis(made.timeout) / 1000,
       created: now as Arg.StoredTime,
       scheduledFor: due as Arg.StoredTime,
+      priority: made.priority,
+      key: made.key ?? null,
+      keyMode: made.keyMode,
     }
     const task: Task = Object.freeze({
       id: checked.id,
@@ -178,6 +245,8 @@ const make = (
       maxRetries: checked.maxRetries,
       timeoutSeconds: checked.timeoutSeconds,
       lockedBy: null,
+      priority: checked.priority,
+      ...(checked.key === null ? {} : { key: checked.key }),
     })
     checkedTasks.set(task, checked)
     return task
@@ -260,6 +329,48 @@ export class TaskNotHeldError extends Schema.TaggedError<TaskNotHeldError>()("Ta
   }
 }
 
+/**
+ * `retry` of a task that is not failed or cancelled (pending, running, completed), or whose key
+ * another pending or running task holds now. Nothing was changed.
+ */
+export class TaskNotRetryableError extends Schema.TaggedError<TaskNotRetryableError>()(
+  "TaskNotRetryableError",
+  {
+    id: Schema.String,
+    status: TaskStatus,
+    /** The task holding its key, when that is why. */
+    keyHeldBy: Schema.optionalWith(Schema.String, { exact: true }),
+    key: Schema.optionalWith(Schema.String, { exact: true }),
+  },
+) {
+  override get message() {
+    return this.keyHeldBy !== undefined
+      ? `task "${this.id}" cannot be retried: task "${this.keyHeldBy}" holds its key "${this.key}"`
+      : `task "${this.id}" is ${this.status}: only a failed or cancelled task can be retried`
+  }
+}
+
+/** The statuses of finished tasks, which `prune` deletes. */
+export type FinishedStatus = "completed" | "failed" | "cancelled"
+export const finishedStatuses: ReadonlyArray<FinishedStatus> = ["completed", "failed", "cancelled"]
+
+export interface PruneOptions {
+  /** Deletes the tasks that finished (`completedAt`) longer ago than this. */
+  readonly olderThan: Duration.DurationInput
+  /** Only tasks of these statuses (default every finished one: completed, failed, cancelled). */
+  readonly statuses?: ReadonlyArray<FinishedStatus> | undefined
+}
+
+/** What `stats` counts. */
+export interface TaskStats {
+  readonly total: number
+  readonly byStatus: { readonly [S in TaskStatus]: number }
+  /** Per task name, the number of its tasks of each status it has (statuses without any left out). */
+  readonly byName: { readonly [name: string]: { readonly [S in TaskStatus]?: number } }
+  /** How long the oldest due pending task has been due, in milliseconds; `null` when none is due. */
+  readonly oldestDueAgeMs: number | null
+}
+
 // ---------------------------------------------------------------------------
 // The service
 // ---------------------------------------------------------------------------
@@ -267,8 +378,23 @@ export class TaskNotHeldError extends Schema.TaggedError<TaskNotHeldError>()("Ta
 type Fails<A, E = never> = Effect.Effect<A, E | InvalidArgumentError | StoreError>
 
 export interface SchedulerService {
-  /** Stores a new task (see `Task.make`); its status is `pending` whatever the object says. */
+  /**
+   * Stores a new task (see `Task.make`); its status is `pending` whatever the object says. A
+   * task with a key follows its {@link KeyMode}. Returns the task as stored: for a key held by a
+   * pending task (or, with `dedupe`, a running one), that task.
+   */
   readonly create: (task: Task) => Fails<Task, DuplicateTaskError>
+  /**
+   * Stores the tasks as one atomic write (all or none), in order, each as `create` would; returns
+   * them as stored.
+   */
+  readonly createMany: (tasks: ReadonlyArray<Task>) => Fails<ReadonlyArray<Task>, DuplicateTaskError>
+  /** A failed or cancelled task back to `pending`, due now, `retryCount` 0. The task afterwards. */
+  readonly retry: (id: string) => Fails<Task, TaskNotFoundError | TaskNotRetryableError>
+  /** Deletes finished tasks that finished longer ago than `olderThan`; how many. */
+  readonly prune: (options: PruneOptions) => Fails<number>
+  /** Counts by status and name, and how long the oldest due pending task has waited. */
+  readonly stats: () => Fails<TaskStats>
   readonly get: (id: string) => Fails<Option.Option<Task>>
   /** Newest first. */
   readonly list: (filter?: TaskFilter) => Fails<ReadonlyArray<Task>>

@@ -99,12 +99,15 @@ describe("kv --help, every command", () => {
       "lock acquire",
       "lock release",
       "task new",
+      "task retry",
+      "task prune",
+      "task stats",
       "task run",
       "benchmark patch",
     ]) {
       expect(paths).toContain(expected)
     }
-    expect(paths.length).toBe(55)
+    expect(paths.length).toBe(58) // 50, task retry, prune and stats, and watch with its four selectors
   })
 
   it("every usage line names the whole command, from kv", () => {

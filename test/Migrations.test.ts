@@ -1,7 +1,8 @@
 /**
  * Named migrations on every backend: a database made by the schema before migrations had
  * names upgrades in place, keeping its records, stream and locks; so does one made before
- * `kv_records` became a rowid table (0005_records_rowid); several processes migrating one
+ * `kv_records` became a rowid table (0005_records_rowid), and one with tasks from before task
+ * keys and priorities (0007_task_keys_priority); several processes migrating one
  * database at once all succeed. `migrate: false` on a database that lacks migrations says which
  * ones and to run `kv init`.
  */
@@ -16,7 +17,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { KvSql, Mutation, Store } from "../src/index.js"
+import { KvSql, Mutation, Scheduler, Store, Task } from "../src/index.js"
 import { executorOf, fromSqlClient, SqlExecutor } from "../src/internal/executor.js"
 import { migrations } from "../src/internal/migrations.js"
 import * as KvPostgres from "../src/layers/Postgres.js"
@@ -190,6 +191,8 @@ const sqliteObjects = Effect.flatMap(
 
 /** What 0005_records_rowid changes in SQLite's schema; everything else stays as it was. */
 const madeByRowidMigration = new Set(["kv_records", "kv_delete_keys", "kv_delete_keys_delete"])
+/** What 0007_task_keys_priority changes (after it, in the same upgrade). */
+const madeByTaskKeysMigration = new Set(["kv_tasks", "kv_tasks_claim", "kv_tasks_key", "kv_tasks_keyed"])
 
 const streamOf = (store: Store["Type"], seq: number) =>
   Effect.map(store.stream("all", seq), (records) =>
@@ -290,7 +293,9 @@ const rowidUpgradeSuite = (name: string, database: Layer.Layer<Database, unknown
               assert.notMatch(table(after), /WITHOUT ROWID/)
               // the index, the stream triggers, the view and everything else exactly as they were
               const kept = (objects: ReadonlyArray<SchemaObject>) =>
-                objects.filter((o) => !madeByRowidMigration.has(o.name))
+                objects.filter(
+                  (o) => !madeByRowidMigration.has(o.name) && !madeByTaskKeysMigration.has(o.name),
+                )
               assert.deepStrictEqual(kept(after), kept(before))
               assert.deepStrictEqual(
                 after.filter((o) => madeByRowidMigration.has(o.name)).map((o) => o.name),
@@ -300,6 +305,89 @@ const rowidUpgradeSuite = (name: string, database: Layer.Layer<Database, unknown
               assert.strictEqual(Number(queued[0]?.n), 0)
             }
             yield* store.init() // idempotent
+          }).pipe(Effect.provide(KvSql.layer().pipe(Layer.provideMerge(raw))))
+        }).pipe(Effect.provide(database)),
+      { timeout: 120_000 },
+    )
+  })
+
+// --- 0007_task_keys_priority on a database of the version before ------------------------------
+
+/** Tasks as the version up to 0006_stream_number_once wrote them: pending (due, future), running, completed. */
+const createDatabaseAt0006 = Effect.gen(function* () {
+  yield* migrateUpTo("0006_stream_number_once")
+  const sql = yield* SqlClient.SqlClient
+  const executor = executorOf(sql)
+  const time = (millis: number) => (isPostgres(sql) ? new Date(millis) : millis)
+  const insert = (
+    id: string,
+    status: string,
+    due: number,
+    extra: { lockedBy?: string; expires?: number } = {},
+  ) =>
+    sql`INSERT INTO kv_tasks ("id", "name", "payload", "status", "created", "scheduled_for", "retry_count",
+        "max_retries", "timeout_seconds", "locked_by", "lock_expires_at", "completed_at")
+      VALUES (${id}, 'old', ${JSON.stringify({ id })}, ${status}, ${time(0)}, ${time(due)}, 0, 3, 300,
+        ${extra.lockedBy ?? null}, ${extra.expires === undefined ? null : time(extra.expires)},
+        ${status === "completed" ? time(0) : null})`
+  yield* executor.atomic([
+    insert("old-due", "pending", 0),
+    insert("old-later", "pending", 3_600_000),
+    insert("old-running", "running", 0, { lockedBy: "old-runner", expires: lockExpiry }),
+    insert("old-done", "completed", 0),
+  ])
+})
+
+const taskKeysUpgradeSuite = (name: string, database: Layer.Layer<Database, unknown>) =>
+  describe(`upgrade from 0006_stream_number_once on ${name}`, () => {
+    it.effect(
+      "tasks survive 0007_task_keys_priority with priority 0 and no key; keys, priorities and the runner's statements work",
+      () =>
+        Effect.gen(function* () {
+          const { client } = yield* Database
+          const raw = client()
+          yield* createDatabaseAt0006.pipe(Effect.provide(raw))
+          // three "processes" migrate at once, each with its own client
+          yield* Effect.all(
+            [1, 2, 3].map(() => Effect.provide(Effect.void, KvSql.layer().pipe(Layer.provide(client())))),
+            { concurrency: "unbounded" },
+          )
+          yield* Effect.gen(function* () {
+            const scheduler = yield* Scheduler
+            const sql = yield* SqlClient.SqlClient
+            const old = yield* scheduler.list({ name: "old" })
+            assert.deepStrictEqual(
+              old.map((t) => [t.id, t.status, t.priority, t.key, t.payload]),
+              [
+                ["old-done", "completed", 0, undefined, { id: "old-done" }],
+                ["old-running", "running", 0, undefined, { id: "old-running" }],
+                ["old-later", "pending", 0, undefined, { id: "old-later" }],
+                ["old-due", "pending", 0, undefined, { id: "old-due" }],
+              ],
+            )
+            // a new task of higher priority comes before the old due one; the old running one is still held
+            const urgent = yield* scheduler.create(
+              yield* Task.make("old", { n: 1 }, { priority: 1, key: "k" }),
+            )
+            const again = yield* scheduler.create(
+              yield* Task.make("old", { n: 2 }, { priority: 1, key: "k" }),
+            )
+            assert.strictEqual(again.id, urgent.id)
+            const taken = yield* scheduler.lock("new-runner", "1 minute", ["old"], 5)
+            assert.deepStrictEqual(
+              taken.map((t) => t.id),
+              [urgent.id, "old-due"],
+            )
+            yield* scheduler.heartbeat("old-running", "old-runner", "1 minute")
+            yield* scheduler.release("old-running", "old-runner", "completed")
+            assert.strictEqual((yield* scheduler.stats()).byName.old?.completed, 2)
+
+            const applied = yield* sql<{ id: string }>`SELECT id FROM kv_migrations ORDER BY id`
+            assert.deepStrictEqual(
+              applied.map((row) => row.id),
+              migrations.map((m) => m.id),
+            )
+            yield* (yield* Store).init() // idempotent
           }).pipe(Effect.provide(KvSql.layer().pipe(Layer.provideMerge(raw))))
         }).pipe(Effect.provide(database)),
       { timeout: 120_000 },
@@ -359,6 +447,9 @@ upgradeSuite("rqlite", rqliteDatabase)
 rowidUpgradeSuite("SQLite", sqliteDatabase)
 rowidUpgradeSuite("PostgreSQL", postgresDatabase)
 rowidUpgradeSuite("rqlite", rqliteDatabase)
+taskKeysUpgradeSuite("SQLite", sqliteDatabase)
+taskKeysUpgradeSuite("PostgreSQL", postgresDatabase)
+taskKeysUpgradeSuite("rqlite", rqliteDatabase)
 partialSchemaSuite("SQLite", sqliteDatabase)
 partialSchemaSuite("PostgreSQL", postgresDatabase)
 partialSchemaSuite("rqlite", rqliteDatabase)

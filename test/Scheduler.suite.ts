@@ -51,6 +51,7 @@ export const schedulerSuite = (name: string, backend: Layer.Layer<Scheduler, unk
             maxRetries: 3,
             timeoutSeconds: 300,
             lockedBy: null,
+            priority: 0,
           },
         )
         const later = yield* Task.make("mail", 1, {
@@ -492,6 +493,321 @@ export const schedulerSuite = (name: string, backend: Layer.Layer<Scheduler, unk
         for (const failure of failures) {
           assert.strictEqual((yield* Effect.flip(failure))._tag, "InvalidArgumentError")
         }
+      }),
+    )
+
+    // --- production queue features: keys, priority, bulk, administration ------------------
+
+    it.effect("replace (the default) updates the pending task with the key in place: debounce", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const now = yield* TestClock.currentTimeMillis
+        const first = yield* create("keyed", { key: "debounce", delay: "5 minutes" }, 1)
+        assert.strictEqual(first.key, "debounce")
+        assert.strictEqual(first.priority, 0)
+        const again = yield* create(
+          "keyed",
+          { key: "debounce", delay: "10 minutes", priority: 4, maxRetries: 7, timeout: "20 seconds" },
+          2,
+        )
+        assert.strictEqual(again.id, first.id)
+        assert.deepStrictEqual(again.payload, { n: 2 })
+        assert.deepStrictEqual(again.scheduledFor, new Date(now + 10 * minute))
+        assert.strictEqual(again.priority, 4)
+        assert.strictEqual(again.maxRetries, 7)
+        assert.strictEqual(again.timeoutSeconds, 20)
+        assert.strictEqual(again.status, "pending")
+        assert.deepStrictEqual(again.created, first.created)
+        assert.deepStrictEqual(yield* getTask(first.id), again)
+        const keyed = (yield* scheduler.list({ name: "keyed" })).filter((t) => t.key === "debounce")
+        assert.deepStrictEqual(idsOf(keyed), [first.id])
+        // another key, and no key, are other tasks
+        const other = yield* create("keyed", { key: "debounce-2" })
+        const plain = yield* create("keyed")
+        assert.notStrictEqual(other.id, first.id)
+        assert.isUndefined(plain.key)
+        for (const id of [first.id, other.id, plain.id]) yield* scheduler.cancel(id)
+      }),
+    )
+
+    it.effect("preserve-run-at updates the payload but keeps scheduledFor: throttle", () =>
+      Effect.gen(function* () {
+        const now = yield* TestClock.currentTimeMillis
+        const first = yield* create(
+          "keyed",
+          { key: "throttle", keyMode: "preserve-run-at", delay: "1 minute" },
+          1,
+        )
+        const again = yield* create(
+          "keyed",
+          { key: "throttle", keyMode: "preserve-run-at", delay: "1 hour", priority: 2 },
+          2,
+        )
+        assert.strictEqual(again.id, first.id)
+        assert.deepStrictEqual(again.payload, { n: 2 })
+        assert.deepStrictEqual(again.scheduledFor, new Date(now + minute))
+        assert.strictEqual(again.priority, 2)
+        yield* Effect.flatMap(Scheduler, (s) => s.cancel(first.id))
+      }),
+    )
+
+    it.effect("dedupe changes nothing while a task with the key is pending or running", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const first = yield* create("dedupe", { key: "once", keyMode: "dedupe", delay: "1 minute" }, 1)
+        const again = yield* create("dedupe", { key: "once", keyMode: "dedupe", priority: 9 }, 2)
+        assert.deepStrictEqual(again, first)
+        yield* TestClock.adjust("1 minute")
+        const [taken] = yield* scheduler.lock("dedupe-runner", "1 hour", ["dedupe"])
+        assert.strictEqual(taken?.id, first.id)
+        const whileRunning = yield* create("dedupe", { key: "once", keyMode: "dedupe" }, 3)
+        assert.strictEqual(whileRunning.id, first.id)
+        assert.strictEqual(whileRunning.status, "running")
+        assert.strictEqual((yield* scheduler.list({ name: "dedupe" })).length, 1)
+        yield* scheduler.release(first.id, "dedupe-runner", "completed")
+        // once it finished, the key is free again
+        const next = yield* create("dedupe", { key: "once", keyMode: "dedupe" }, 4)
+        assert.notStrictEqual(next.id, first.id)
+        assert.deepStrictEqual(next.payload, { n: 4 })
+        yield* scheduler.cancel(next.id)
+      }),
+    )
+
+    it.effect("a running task with the key is left alone: replace creates the new task beside it", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const first = yield* create("beside", { key: "beside", maxRetries: 2 }, 1)
+        const [taken] = yield* scheduler.lock("beside-runner", "1 hour", ["beside"])
+        assert.strictEqual(taken?.id, first.id)
+        const second = yield* create("beside", { key: "beside" }, 2)
+        assert.notStrictEqual(second.id, first.id)
+        assert.strictEqual(second.status, "pending")
+        assert.strictEqual(second.key, "beside")
+        const running = yield* getTask(first.id)
+        assert.strictEqual(running.status, "running")
+        assert.deepStrictEqual(running.payload, { n: 1 })
+        // it gave its key up to the new task: failing and becoming pending again collides with nothing
+        assert.isUndefined(running.key)
+        yield* scheduler.release(first.id, "beside-runner", "failed", "boom")
+        assert.strictEqual((yield* getTask(first.id)).status, "pending")
+        const third = yield* create("beside", { key: "beside" }, 3)
+        assert.strictEqual(third.id, second.id)
+        assert.deepStrictEqual((yield* getTask(second.id)).payload, { n: 3 })
+        for (const id of [first.id, second.id]) yield* scheduler.cancel(id)
+      }),
+    )
+
+    it.effect("priority: higher first, then the earlier scheduledFor; never a future task", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        yield* TestClock.adjust("1 hour")
+        const now = yield* TestClock.currentTimeMillis
+        const early = yield* create("prio", { scheduledFor: new Date(now - 30 * minute) })
+        const late = yield* create("prio", { scheduledFor: new Date(now - 10 * minute) })
+        const high = yield* create("prio", { priority: 5 })
+        const highEarly = yield* create("prio", { priority: 5, scheduledFor: new Date(now - minute) })
+        const negative = yield* create("prio", { priority: -1, scheduledFor: new Date(now - 50 * minute) })
+        yield* create("prio", { priority: 100, delay: "1 minute" })
+        const order = idsOf(yield* scheduler.lock("prio-runner", "1 hour", ["prio"], 3))
+        assert.deepStrictEqual(order, [highEarly.id, high.id, early.id])
+        assert.deepStrictEqual(idsOf(yield* scheduler.lock("prio-runner", "1 hour", ["prio"], 5)), [
+          late.id,
+          negative.id,
+        ])
+        assert.deepStrictEqual(yield* scheduler.lock("prio-runner", "1 hour", ["prio"]), [])
+        for (const id of [early.id, late.id, high.id, highEarly.id, negative.id]) {
+          yield* scheduler.release(id, "prio-runner", "completed")
+        }
+        for (const task of yield* scheduler.list({ name: "prio", status: "pending" }))
+          yield* scheduler.cancel(task.id)
+        for (const bad of [1.5, 2 ** 31, Number.NaN]) {
+          const error = yield* Effect.flip(Task.make("prio", {}, { priority: bad }))
+          assert.strictEqual(error._tag, "InvalidArgumentError")
+          assert.match(error.message, /priority must be an integer/)
+        }
+        const badMode = yield* Effect.flip(Task.make("prio", {}, { key: "k", keyMode: "nope" as "dedupe" }))
+        assert.match(badMode.message, /key mode must be one of replace, preserve-run-at, dedupe/)
+        assert.match((yield* Effect.flip(Task.make("prio", {}, { key: "" }))).message, /task key/)
+      }),
+    )
+
+    it.effect("createMany stores the tasks in one atomic write, keys and priorities honoured", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        assert.deepStrictEqual(yield* scheduler.createMany([]), [])
+        const existing = yield* create("bulk", { key: "bulk-key", delay: "1 hour" }, 0)
+        const tasks = [
+          yield* Task.make("bulk", { n: 1 }),
+          yield* Task.make("bulk", { n: 2 }, { key: "bulk-key", priority: 3 }),
+          yield* Task.make("bulk", { n: 3 }, { priority: 7 }),
+          yield* Task.make("bulk", { n: 4 }, { key: "bulk-new", keyMode: "dedupe" }),
+          yield* Task.make("bulk", { n: 5 }, { key: "bulk-new", keyMode: "dedupe" }),
+        ]
+        const stored = yield* scheduler.createMany(tasks)
+        assert.deepStrictEqual(
+          stored.map((t) => [t.payload, t.priority, t.key]),
+          [
+            [{ n: 1 }, 0, undefined],
+            [{ n: 2 }, 3, "bulk-key"],
+            [{ n: 3 }, 7, undefined],
+            [{ n: 4 }, 0, "bulk-new"],
+            [{ n: 4 }, 0, "bulk-new"],
+          ],
+        )
+        assert.strictEqual(stored[1]?.id, existing.id)
+        assert.strictEqual(stored[4]?.id, tasks[3]?.id)
+        assert.deepStrictEqual(yield* getTask(stored[0]!.id), stored[0])
+        const all = yield* scheduler.list({ name: "bulk" })
+        assert.strictEqual(all.length, 4)
+        // newest first: inserted in the order given
+        assert.deepStrictEqual(idsOf(all), [tasks[3]!.id, tasks[2]!.id, tasks[0]!.id, existing.id])
+        const taken = yield* scheduler.lock("bulk-runner", "1 hour", ["bulk"], 10)
+        // the replaced task is due now (the new task's scheduledFor) with priority 3
+        assert.deepStrictEqual(idsOf(taken), [tasks[2]!.id, existing.id, tasks[0]!.id, tasks[3]!.id])
+
+        // one taken id: nothing of the batch is written
+        const before = (yield* scheduler.list()).length
+        const fresh = yield* Task.make("bulk", { n: 6 }, { key: "bulk-fresh" })
+        const plain = yield* Task.make("bulk", { n: 7 })
+        const dup = yield* Effect.flip(scheduler.createMany([plain, fresh, tasks[0]!]))
+        assert.strictEqual(dup._tag, "DuplicateTaskError")
+        assert.strictEqual((dup as { id?: string }).id, tasks[0]!.id)
+        const keyedDup = yield* Effect.flip(
+          scheduler.createMany([plain, yield* Task.make("bulk", 1, { id: tasks[2]!.id, key: "bulk-x" })]),
+        )
+        assert.strictEqual(keyedDup._tag, "DuplicateTaskError")
+        const twice = yield* Effect.flip(scheduler.createMany([plain, plain]))
+        assert.strictEqual(twice._tag, "DuplicateTaskError")
+        assert.strictEqual((yield* scheduler.list()).length, before)
+        assert.isTrue(Option.isNone(yield* scheduler.get(fresh.id)))
+        for (const task of taken) yield* scheduler.release(task.id, "bulk-runner", "completed")
+      }),
+    )
+
+    it.effect("retry: a failed or cancelled task back to pending, due now, retryCount 0", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        const task = yield* create("retry-me", { maxRetries: 0 })
+        yield* scheduler.lock("retry-runner", "1 hour", ["retry-me"])
+        yield* scheduler.release(task.id, "retry-runner", "failed", "boom")
+        assert.strictEqual((yield* getTask(task.id)).status, "failed")
+        yield* TestClock.adjust("3 minutes")
+        const now = yield* TestClock.currentTimeMillis
+        const retried = yield* scheduler.retry(task.id)
+        assert.strictEqual(retried.status, "pending")
+        assert.strictEqual(retried.retryCount, 0)
+        assert.deepStrictEqual(retried.scheduledFor, new Date(now))
+        assert.isNull(retried.lockedBy)
+        assert.isUndefined(retried.completedAt)
+        assert.strictEqual(retried.lastError, "boom")
+        assert.deepStrictEqual(yield* getTask(task.id), retried)
+        assert.deepStrictEqual(idsOf(yield* scheduler.lock("retry-runner", "1 hour", ["retry-me"])), [
+          task.id,
+        ])
+
+        const running = yield* Effect.flip(scheduler.retry(task.id))
+        assert.strictEqual(running._tag, "TaskNotRetryableError")
+        assert.strictEqual(
+          running.message,
+          `task "${task.id}" is running: only a failed or cancelled task can be retried`,
+        )
+        yield* scheduler.release(task.id, "retry-runner", "completed")
+        assert.strictEqual((yield* Effect.flip(scheduler.retry(task.id)))._tag, "TaskNotRetryableError")
+        const pending = yield* create("retry-me", { delay: "1 hour" })
+        assert.match((yield* Effect.flip(scheduler.retry(pending.id))).message, /is pending/)
+        yield* scheduler.cancel(pending.id)
+        assert.strictEqual((yield* scheduler.retry(pending.id)).status, "pending")
+        yield* scheduler.cancel(pending.id)
+        const missing = yield* Effect.flip(scheduler.retry("no-such-task"))
+        assert.strictEqual(missing._tag, "TaskNotFoundError")
+        assert.strictEqual(missing.message, `task "no-such-task" not found`)
+
+        // a cancelled keyed task whose key another pending task holds now stays cancelled
+        const old = yield* create("retry-me", { key: "retry-key", delay: "1 hour" })
+        yield* scheduler.cancel(old.id)
+        const holder = yield* create("retry-me", { key: "retry-key", delay: "1 hour" })
+        const taken = yield* Effect.flip(scheduler.retry(old.id))
+        assert.strictEqual(
+          taken.message,
+          `task "${old.id}" cannot be retried: task "${holder.id}" holds its key "retry-key"`,
+        )
+        assert.strictEqual((yield* getTask(old.id)).status, "cancelled")
+        yield* scheduler.cancel(holder.id)
+        assert.strictEqual((yield* scheduler.retry(old.id)).key, "retry-key")
+        yield* scheduler.cancel(old.id)
+      }),
+    )
+
+    it.effect("prune deletes finished tasks that finished longer ago; stats counts", () =>
+      Effect.gen(function* () {
+        const scheduler = yield* Scheduler
+        // the other tests' tasks, out of the way: stats below sees only this test's
+        for (const task of yield* scheduler.list()) {
+          if (task.status === "pending" || task.status === "running") yield* scheduler.cancel(task.id)
+        }
+        // (each test's clock starts again: the others' tasks finished within days of it)
+        yield* TestClock.adjust("3650 days")
+        const finished = (yield* scheduler.list()).length
+        assert.strictEqual(yield* scheduler.prune({ olderThan: "1 hour" }), finished)
+        assert.deepStrictEqual(yield* scheduler.stats(), {
+          total: 0,
+          byStatus: { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0 },
+          byName: {},
+          oldestDueAgeMs: null,
+        })
+
+        const done = yield* create("prune-a")
+        const failed = yield* create("prune-a", { maxRetries: 0 })
+        const cancelled = yield* create("prune-b")
+        yield* scheduler.lock("prune-runner", "1 hour", ["prune-a"], 2)
+        yield* scheduler.release(done.id, "prune-runner", "completed")
+        yield* scheduler.release(failed.id, "prune-runner", "failed", "boom")
+        yield* scheduler.cancel(cancelled.id)
+        yield* TestClock.adjust("2 hours")
+        const recent = yield* create("prune-b")
+        yield* scheduler.cancel(recent.id)
+        const due = yield* create("prune-b")
+        yield* create("prune-b", { delay: "1 hour" })
+        yield* TestClock.adjust("90 seconds")
+        const running = yield* create("prune-c")
+        yield* scheduler.lock("prune-runner", "1 hour", ["prune-c"])
+
+        assert.deepStrictEqual(yield* scheduler.stats(), {
+          total: 7,
+          byStatus: { pending: 2, running: 1, completed: 1, failed: 1, cancelled: 2 },
+          byName: {
+            "prune-a": { completed: 1, failed: 1 },
+            "prune-b": { cancelled: 2, pending: 2 },
+            "prune-c": { running: 1 },
+          },
+          oldestDueAgeMs: 90_000,
+        })
+        assert.strictEqual(yield* scheduler.prune({ olderThan: "1 hour", statuses: ["completed"] }), 1)
+        assert.strictEqual(yield* scheduler.prune({ olderThan: "3 hours" }), 0)
+        assert.strictEqual(yield* scheduler.prune({ olderThan: "1 hour" }), 2)
+        assert.deepStrictEqual((yield* scheduler.list()).map((t) => t.status).sort(), [
+          "cancelled",
+          "pending",
+          "pending",
+          "running",
+        ])
+        assert.isTrue(Option.isNone(yield* scheduler.get(done.id)))
+        yield* scheduler.cancel(due.id)
+        assert.strictEqual((yield* scheduler.stats()).oldestDueAgeMs, null)
+        yield* scheduler.release(running.id, "prune-runner", "completed")
+
+        const bad = yield* Effect.flip(
+          scheduler.prune({ olderThan: "1 hour", statuses: ["pending" as "completed"] }),
+        )
+        assert.strictEqual(bad._tag, "InvalidArgumentError")
+        assert.strictEqual(
+          bad.message,
+          `prune status must be one of completed, failed, cancelled, got "pending"`,
+        )
+        assert.strictEqual(
+          (yield* Effect.flip(scheduler.prune({ olderThan: 0 })))._tag,
+          "InvalidArgumentError",
+        )
       }),
     )
 

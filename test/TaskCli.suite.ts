@@ -71,6 +71,7 @@ export const taskCliSuite = (backend: TaskCliBackend) =>
         "maxRetries",
         "timeoutSeconds",
         "lockedBy",
+        "priority",
       ])
       expect(task).toMatchObject({
         id,
@@ -82,6 +83,7 @@ export const taskCliSuite = (backend: TaskCliBackend) =>
         maxRetries: 3,
         timeoutSeconds: 300,
         lockedBy: null,
+        priority: 0,
       })
       expect(task.created).toMatch(RFC3339)
       expect(task.scheduledFor).toBe(task.created)
@@ -253,16 +255,107 @@ export const taskCliSuite = (backend: TaskCliBackend) =>
       expect(ids[0]).not.toBe(ids[1])
     })
 
+    it("task new --key --key-mode --priority: the id of the task as stored", async () => {
+      const first = ok(
+        await kv(["task", "new", "cli-keyed", "--key", "cli-k", "--delay", "1h"], '{"n":1}'),
+      ).trim()
+      const replaced = ok(
+        await kv(["task", "new", "cli-keyed", "--key", "cli-k", "--priority", "5"], '{"n":2}'),
+      ).trim()
+      expect(replaced).toBe(first)
+      const task = await json(["task", "get", first])
+      expect(task).toMatchObject({ key: "cli-k", priority: 5, payload: { n: 2 }, status: "pending" })
+      expect(task.scheduledFor).not.toBe(task.created) // replace: due when the second create said (now)
+      const throttled = ok(
+        await kv(
+          ["task", "new", "cli-keyed", "--key", "cli-k", "--key-mode", "preserve-run-at", "--delay", "2h"],
+          "3",
+        ),
+      ).trim()
+      expect(throttled).toBe(first)
+      const after = await json(["task", "get", first])
+      expect(after).toMatchObject({ payload: 3, scheduledFor: task.scheduledFor })
+      const deduped = ok(
+        await kv(
+          ["task", "new", "cli-keyed", "--key", "cli-k", "--key-mode", "dedupe", "--priority=-2"],
+          "4",
+        ),
+      ).trim()
+      expect(deduped).toBe(first)
+      expect(await json(["task", "get", first])).toEqual(after)
+      const other = ok(await kv(["task", "new", "cli-keyed", "--key", "cli-k2", "--priority=-3"], "5")).trim()
+      expect(other).not.toBe(first)
+      expect((await json(["task", "get", other])).priority).toBe(-3)
+      ok(await kv(["task", "cancel", first]))
+      ok(await kv(["task", "cancel", other]))
+    })
+
+    it("task retry, task prune and task stats", async () => {
+      const layer = layerFor(backend.type, Redacted.make(backend.connection))
+      const failed = ok(await kv(["task", "new", "cli-admin", "--max-retries", "0"], "{}")).trim()
+      await Effect.runPromise(
+        Effect.gen(function* () {
+          const scheduler = yield* Scheduler
+          yield* scheduler.lock("cli-admin-runner", "1 minute", ["cli-admin"])
+          yield* scheduler.release(failed, "cli-admin-runner", "failed", "boom")
+        }).pipe(Effect.provide(layer)),
+      )
+      const cancelled = ok(await kv(["task", "new", "cli-admin"], "{}")).trim()
+      ok(await kv(["task", "cancel", cancelled]))
+      const pending = ok(await kv(["task", "new", "cli-admin", "--delay", "1h"], "{}")).trim()
+      ok(await kv(["task", "new", "cli-admin"], "{}"))
+
+      const stats = await json(["task", "stats"])
+      expect(Object.keys(stats)).toEqual(["total", "byStatus", "byName", "oldestDueAgeMs"])
+      expect(Object.keys(stats.byStatus)).toEqual(["pending", "running", "completed", "failed", "cancelled"])
+      expect(stats.byName["cli-admin"]).toEqual({ pending: 2, failed: 1, cancelled: 1 })
+      expect(stats.total).toBe(
+        Object.values(stats.byStatus as Record<string, number>).reduce((a, b) => a + b, 0),
+      )
+      expect(stats.oldestDueAgeMs).toBeGreaterThanOrEqual(0)
+
+      fails(
+        await kv(["task", "retry", pending]),
+        /is pending: only a failed or cancelled task can be retried/,
+      )
+      fails(await kv(["task", "retry", "no-such-task"]), /^kv: task "no-such-task" not found\n$/)
+      const retried = await json(["task", "retry", failed])
+      expect(retried).toMatchObject({ id: failed, status: "pending", retryCount: 0, lastError: "boom" })
+      expect(retried.completedAt).toBeUndefined()
+
+      expect(ok(await kv(["task", "prune", "--older-than", "7d"])).trim()).toBe("0")
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      const pruned = Number(
+        ok(await kv(["task", "prune", "--older-than", "10ms", "--status", "cancelled"])).trim(),
+      )
+      expect(pruned).toBeGreaterThanOrEqual(1)
+      fails(await kv(["task", "get", cancelled]), /not found/)
+      expect((await json(["task", "get", failed])).status).toBe("pending")
+      expect((await json(["task", "stats"])).byName["cli-admin"]).toEqual({ pending: 3 })
+      for (const task of await json(["task", "list", "--name", "cli-admin", "--status", "pending"])) {
+        ok(await kv(["task", "cancel", task.id]))
+      }
+    })
+
     it("--help lists the task commands", async () => {
       const [root, group, run] = await Promise.all([
         spawnKv(["--help"]),
         spawnKv(["task", "--help"]),
         spawnKv(["task", "run", "--help"]),
       ])
-      for (const command of ["task new", "task list", "task get", "task cancel", "task run"]) {
+      for (const command of [
+        "task new",
+        "task list",
+        "task get",
+        "task cancel",
+        "task retry",
+        "task prune",
+        "task stats",
+        "task run",
+      ]) {
         expect(ok(root)).toContain(command)
       }
-      for (const command of ["new", "list", "get", "cancel", "run"])
+      for (const command of ["new", "list", "get", "cancel", "retry", "prune", "stats", "run"])
         expect(ok(group)).toContain(`- ${command}`)
       for (const flag of [
         "--runner-id",
@@ -351,6 +444,36 @@ export const taskCliSuite = (backend: TaskCliBackend) =>
           message: /concurrency/,
         },
         { name: "missing subcommand", args: ["task"], message: /missing command/ },
+        {
+          name: "--key-mode without --key",
+          args: ["task", "new", "bad", "--key-mode", "dedupe"],
+          input: "{}",
+          message: /--key-mode needs --key/,
+        },
+        {
+          name: "unknown --key-mode",
+          args: ["task", "new", "bad", "--key", "k", "--key-mode", "never"],
+          input: "{}",
+        },
+        { name: "empty --key", args: ["task", "new", "bad", "--key", ""], input: "{}", message: /key/ },
+        { name: "fractional --priority", args: ["task", "new", "bad", "--priority", "1.5"], input: "{}" },
+        {
+          name: "huge --priority",
+          args: ["task", "new", "bad", "--priority", "9999999999"],
+          input: "{}",
+          message: /priority/,
+        },
+        { name: "prune without --older-than", args: ["task", "prune"] },
+        {
+          name: "prune: a status that is not finished",
+          args: ["task", "prune", "--older-than", "1s", "--status", "completed,pending"],
+          message: /--status must be finished statuses/,
+        },
+        {
+          name: "prune: bad --older-than",
+          args: ["task", "prune", "--older-than", "soon"],
+          message: /duration/,
+        },
       ]
 
       let before = ""

@@ -1,5 +1,5 @@
 /**
- * The task commands: `task new|list|get|cancel|run`.
+ * The task commands: `task new|list|get|cancel|retry|prune|stats|run`.
  *
  * `task run` runs a `TaskRunner` with the built-in handlers `log` and `echo` until SIGINT or
  * SIGTERM or until its stdout is closed, then shuts down gracefully (exit 0). Its log (one line
@@ -18,13 +18,23 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Arg from "../Arguments.js"
 import { redact } from "../internal/connection.js"
-import { Scheduler, type SchedulerService, Task, TaskNotFoundError, taskStatuses } from "../Scheduler.js"
+import {
+  type FinishedStatus,
+  finishedStatuses,
+  keyModes,
+  Priority,
+  Scheduler,
+  type SchedulerService,
+  Task,
+  TaskNotFoundError,
+  taskStatuses,
+} from "../Scheduler.js"
 import { InvalidArgumentError, type StoreError } from "../Store.js"
 import { durationOption, nameArg } from "./arguments.js"
 import { layerFor } from "./backend.js"
 import { MissingCommandError } from "./errors.js"
 import { kv } from "./globals.js"
-import { printEncoded, readStdinJson } from "./output.js"
+import { printEncoded, printInteger, printJson, readStdinJson } from "./output.js"
 import * as Stdout from "./stdout.js"
 
 /** `task cancel` of a task that had finished already: nothing changed. */
@@ -69,11 +79,31 @@ const newTask = Command.make(
       Options.withDefault(3),
     ),
     timeout: durationOption("timeout", "300s", "How long one attempt may run"),
+    key: Options.text("key").pipe(
+      Options.withDescription("The task key: at most one pending task holds it (see --key-mode)."),
+      Options.withSchema(Arg.name("--key")),
+      Options.optional,
+    ),
+    keyMode: Options.choice("key-mode", keyModes).pipe(
+      Options.withDescription(
+        "With --key, when a task holds the key: replace (default; update the pending task: debounce), " +
+          "preserve-run-at (the same, keeping when it is due: throttle), dedupe (change nothing while one is pending or running).",
+      ),
+      Options.optional,
+    ),
+    priority: Options.integer("priority").pipe(
+      Options.withDescription("Higher is taken first, then the earlier due (default 0)."),
+      Options.withSchema(Priority),
+      Options.withDefault(0),
+    ),
   },
-  ({ delay, maxRetries, name, scheduledFor, timeout }) =>
+  ({ delay, key, keyMode, maxRetries, name, priority, scheduledFor, timeout }) =>
     Effect.gen(function* () {
       if (Option.isSome(scheduledFor) && Option.isSome(delay)) {
         return yield* new InvalidArgumentError({ message: "give --scheduled-for or --delay, not both" })
+      }
+      if (Option.isSome(keyMode) && Option.isNone(key)) {
+        return yield* new InvalidArgumentError({ message: "--key-mode needs --key" })
       }
       const payload = yield* readStdinJson
       const task = yield* Task.make(name, payload, {
@@ -81,11 +111,18 @@ const newTask = Command.make(
         delay: Option.getOrUndefined(delay),
         maxRetries,
         timeout,
+        priority,
+        key: Option.getOrUndefined(key),
+        keyMode: Option.getOrUndefined(keyMode),
       })
       const created = yield* withScheduler((scheduler) => scheduler.create(task))
       yield* Stdout.writeLine(created.id)
     }),
-).pipe(Command.withDescription("Create a task whose payload is the JSON read from stdin; prints its id."))
+).pipe(
+  Command.withDescription(
+    "Create a task whose payload is the JSON read from stdin; prints its id (with --key: the id of the task as stored).",
+  ),
+)
 
 // --- task list | get | cancel -------------------------------------------------------------
 
@@ -143,6 +180,73 @@ const cancelTask = Command.make("cancel", { id: taskId }, ({ id }) =>
     if (task.status !== "cancelled") return yield* new TaskFinishedError({ id, status: task.status })
   }),
 ).pipe(Command.withDescription("Cancel a pending or running task: it never runs again."))
+
+// --- task retry | prune | stats ---------------------------------------------------------
+
+const retryTask = Command.make("retry", { id: taskId }, ({ id }) =>
+  Effect.flatMap(
+    withScheduler((scheduler) => scheduler.retry(id)),
+    printTask,
+  ),
+).pipe(
+  Command.withDescription(
+    "A failed or cancelled task back to pending, due now, retry count 0; prints the task as a JSON object.",
+  ),
+)
+
+/** `completed,cancelled,failed`: finished statuses, comma-separated. */
+const FinishedStatuses = Arg.checked(Schema.String, (input) => {
+  if (typeof input !== "string") return "--status must be a string"
+  const bad = input.split(",").find((s) => !finishedStatuses.includes(s.trim() as FinishedStatus))
+  return bad === undefined
+    ? undefined
+    : `--status must be finished statuses (${finishedStatuses.join(", ")}), comma-separated, got ${JSON.stringify(bad)}`
+}).pipe(
+  Schema.transform(Schema.Array(Schema.String), {
+    strict: true,
+    decode: (input) => input.split(",").map((s) => s.trim()),
+    encode: (statuses) => statuses.join(","),
+  }),
+)
+
+const pruneTasks = Command.make(
+  "prune",
+  {
+    olderThan: Options.text("older-than").pipe(
+      Options.withPseudoName("duration"),
+      Options.withDescription("Delete the tasks that finished longer ago than this, e.g. 7d, 12h."),
+      Options.withSchema(Arg.DurationText),
+    ),
+    status: Options.text("status").pipe(
+      Options.withPseudoName("completed,cancelled,failed"),
+      Options.withDescription("Only finished tasks of these statuses (default all three)."),
+      Options.withSchema(FinishedStatuses),
+      Options.optional,
+    ),
+  },
+  ({ olderThan, status }) =>
+    Effect.flatMap(
+      withScheduler((scheduler) =>
+        scheduler.prune({
+          olderThan,
+          statuses: Option.getOrUndefined(status) as ReadonlyArray<FinishedStatus> | undefined,
+        }),
+      ),
+      printInteger,
+    ),
+).pipe(Command.withDescription("Delete finished tasks (completed, failed, cancelled); prints how many."))
+
+const taskStats = Command.make("stats", {}, () =>
+  Effect.flatMap(
+    withScheduler((scheduler) => scheduler.stats()),
+    printJson,
+  ),
+).pipe(
+  Command.withDescription(
+    "Print { total, byStatus, byName, oldestDueAgeMs } as a JSON object: tasks counted by status and name, " +
+      "and how long the oldest due pending task has waited (null when none is due).",
+  ),
+)
 
 // --- task run -------------------------------------------------------------------------
 
@@ -245,11 +349,23 @@ const runTasks = Command.make(
 
 export const task = Command.make("task", {}, () =>
   Effect.fail(
-    new MissingCommandError({ path: "kv task", expected: ["new", "list", "get", "cancel", "run"] }),
+    new MissingCommandError({
+      path: "kv task",
+      expected: ["new", "list", "get", "cancel", "retry", "prune", "stats", "run"],
+    }),
   ),
 ).pipe(
   Command.withDescription(
     "One-off tasks, scheduled for a time and run by runners on any number of processes.",
   ),
-  Command.withSubcommands([newTask, listTasks, getTask, cancelTask, runTasks]),
+  Command.withSubcommands([
+    newTask,
+    listTasks,
+    getTask,
+    cancelTask,
+    retryTask,
+    pruneTasks,
+    taskStats,
+    runTasks,
+  ]),
 )

@@ -6,6 +6,8 @@
  * `lock` call took, so that the SQLite dialect can read them back in the same transaction (see
  * `schedulerSql.ts`).
  *
+ * Migration `0007_task_keys_priority` adds `priority` and `key` (see below).
+ *
  * The partial indexes serve the hot statements: due pending tasks in order (`lock`; SQLite is
  * told to use it, as its planner would rather sort the tasks of a name), running tasks by lock
  * expiry (reclaiming). Running tasks are few: the status index finds them by lock token. On PostgreSQL, triggers signal
@@ -79,6 +81,31 @@ const tasksPostgres: ReadonlyArray<string> = [
     FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending') EXECUTE FUNCTION kv_tasks_notify()`,
 ]
 
+// 0007_task_keys_priority: task keys and priorities, added in place to existing tables.
+// `kv_tasks_key` makes a key held by at most one pending task (the upsert of `create` is keyed
+// on it); `kv_tasks_claim` is the order `lock` takes due tasks in (higher priority first, then
+// the earlier due, then insertion), so that a long backlog is read in index order. `kv_tasks_due`
+// stays for `nextDue` (the earliest due, whatever its priority). `kv_tasks_keyed` finds a key's
+// tasks of any status (the running one a create looks for), only keyed tasks indexed.
+const keyIndexes: ReadonlyArray<string> = [
+  `CREATE UNIQUE INDEX kv_tasks_key ON kv_tasks (key) WHERE status = 'pending'`,
+  `CREATE INDEX kv_tasks_keyed ON kv_tasks (key) WHERE key IS NOT NULL`,
+  `CREATE INDEX kv_tasks_claim ON kv_tasks (priority DESC, scheduled_for, seq) WHERE status = 'pending'`,
+]
+
+const keysPrioritySqlite: ReadonlyArray<string> = [
+  "ALTER TABLE kv_tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+  "ALTER TABLE kv_tasks ADD COLUMN key TEXT",
+  ...keyIndexes,
+]
+
+const keysPriorityPostgres: ReadonlyArray<string> = [
+  "ALTER TABLE kv_tasks ADD COLUMN priority integer NOT NULL DEFAULT 0",
+  `ALTER TABLE kv_tasks ADD COLUMN key text COLLATE "C"`,
+  ...keyIndexes,
+]
+
 export const schedulerMigrations: ReadonlyArray<Migration> = [
   { id: "0003_tasks", sqlite: tasksSqlite, pg: tasksPostgres },
+  { id: "0007_task_keys_priority", sqlite: keysPrioritySqlite, pg: keysPriorityPostgres },
 ]

@@ -24,17 +24,21 @@
  * from the `Clock`, so `TestClock` drives due times, lock expiry and backoff on every backend.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { Fragment } from "@effect/sql/Statement"
+import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import * as Arg from "../Arguments.js"
 import {
+  type CheckedTask,
   checkTask,
   DuplicateTaskError,
+  type FinishedStatus,
+  finishedStatuses,
+  type KeyMode,
+  oneOf,
   type ReleaseStatus,
   type RetryBackoff,
   Scheduler,
@@ -43,17 +47,20 @@ import {
   type TaskFilter,
   TaskNotFoundError,
   TaskNotHeldError,
+  TaskNotRetryableError,
+  type TaskStats,
   type TaskStatus,
   taskStatuses,
 } from "../Scheduler.js"
 import { InvalidArgumentError } from "../Store.js"
-import { SqlExecutor } from "./executor.js"
+import { type AtomicStatementError, SqlExecutor } from "./executor.js"
 import {
   failuresOf,
   inList,
   isPostgres,
   limitBinder,
   listBinder,
+  MalformedRowError,
   parseRows,
   type TimeValue as Time,
   timeBinder,
@@ -79,6 +86,8 @@ interface TaskRow {
   readonly locked_by: string | null
   readonly locked_at: Time | null
   readonly lock_expires_at: Time | null
+  readonly priority: number | string
+  readonly key: string | null
 }
 
 const toTask = (row: TaskRow): Task => {
@@ -94,7 +103,9 @@ const toTask = (row: TaskRow): Task => {
     maxRetries: Number(row.max_retries),
     timeoutSeconds: Number(row.timeout_seconds),
     lockedBy: row.locked_by,
+    priority: Number(row.priority),
   }
+  if (row.key !== null) task.key = row.key
   if (row.started_at !== null) task.startedAt = toDate(row.started_at)
   if (row.completed_at !== null) task.completedAt = toDate(row.completed_at)
   if (row.locked_at !== null) task.lockedAt = toDate(row.locked_at)
@@ -104,15 +115,30 @@ const toTask = (row: TaskRow): Task => {
 
 const tasksOf = (rows: ReadonlyArray<TaskRow>) => parseRows("kv_tasks", rows, toTask)
 
-/** Earliest due first; ties in insertion order. */
+/** Higher priority first, then earliest due; ties in insertion order. */
 const byDue = (rows: ReadonlyArray<TaskRow>) =>
   tasksOf(
     [...rows].sort(
       (a, b) =>
+        Number(b.priority) - Number(a.priority) ||
         toDate(a.scheduled_for).getTime() - toDate(b.scheduled_for).getTime() ||
         Number(a.seq) - Number(b.seq),
     ),
   )
+
+/** PostgreSQL: the advisory lock space (first key) of task keys, and how many buckets they hash into. */
+const keyLockSpace = 83157261
+const keyLockBuckets = 128
+
+/** A task key's advisory lock bucket: FNV-1a of its UTF-16 code units, the same in every process. */
+const keyBucket = (key: string): number => {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return (hash >>> 0) % keyLockBuckets
+}
 
 /** The longest `lastError` kept, in characters. */
 const maxErrorLength = 4000
@@ -123,14 +149,6 @@ const errorText = (error: string): string => {
   // after the cut, which may split a surrogate pair
   return (cut as unknown as { toWellFormed(): string }).toWellFormed().replaceAll("\u0000", "")
 }
-
-/** One of `allowed`, for `what`. */
-const oneOf = <S extends string>(what: string, allowed: ReadonlyArray<S>) =>
-  Arg.checked(Schema.String, (value) =>
-    allowed.includes(value as S)
-      ? undefined
-      : `${what} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`,
-  ) as unknown as Schema.Schema<S, string>
 
 const releaseStatuses: ReadonlyArray<ReleaseStatus> = ["completed", "failed", "cancelled", "pending"]
 
@@ -161,6 +179,8 @@ const decodeFilter = Arg.args({
   limit: Arg.Limit,
 })
 const decodeDelay = Arg.decoder(Arg.Millis)
+const decodePrune = Arg.args({ olderThan: Arg.Millis })
+const decodePruneStatus = Arg.decoder(oneOf("prune status", finishedStatuses))
 
 /** The longest retry delay: far enough out for any use, near enough that due times stay dates. */
 const maxRetryDelay = Duration.toMillis(Duration.days(36525))
@@ -222,7 +242,8 @@ export const make = (
 
     const columns = sql.literal(
       `"seq", "id", "name", "payload", "status", "created", "scheduled_for", "started_at", "completed_at",
-      "last_error", "retry_count", "max_retries", "timeout_seconds", "locked_by", "locked_at", "lock_expires_at"`,
+      "last_error", "retry_count", "max_retries", "timeout_seconds", "locked_by", "locked_at", "lock_expires_at",
+      "priority", "key"`,
     )
     const none = sql.literal("")
 
@@ -242,17 +263,20 @@ export const make = (
       scheduledFor: number | Date
       maxRetries: number
       timeoutSeconds: number
+      priority: number
     }>(
       (
         p,
       ) => sql`INSERT INTO kv_tasks ("id", "name", "payload", "status", "created", "scheduled_for", "retry_count",
-          "max_retries", "timeout_seconds")
+          "max_retries", "timeout_seconds", "priority")
         VALUES (${p.id}, ${p.name}, ${p.payload}, 'pending', ${at(p.created)}, ${at(p.scheduledFor)}, 0,
-          ${p.maxRetries}, ${p.timeoutSeconds})
+          ${p.maxRetries}, ${p.timeoutSeconds}, ${p.priority})
         ON CONFLICT ("id") DO NOTHING`,
     )
 
     const retries = sql.literal(`"retry_count" < "max_retries"`)
+    /** The order `lock` takes due tasks in: the claim index's (`kv_tasks_claim`). */
+    const claimOrder = sql.literal(`"priority" DESC, "scheduled_for", "seq"`)
 
     /** A failed attempt: pending again while retries remain (no runner then), else failed (keeping its runner). */
     const failedAttempt = (now: unknown, lastError: Fragment) => sql`
@@ -298,14 +322,14 @@ export const make = (
           ), due AS MATERIALIZED (
             SELECT "seq" AS due_seq FROM kv_tasks
             WHERE "status" = 'pending' AND "scheduled_for" <= ${at(p.now)} ${ofNames(some, p.names)}
-            ORDER BY "scheduled_for", "seq" LIMIT ${p.limit} FOR UPDATE SKIP LOCKED)
+            ORDER BY ${claimOrder} LIMIT ${p.limit} FOR UPDATE SKIP LOCKED)
           UPDATE kv_tasks SET ${takeAssignments(p)} FROM due
           WHERE kv_tasks."seq" = due.due_seq AND kv_tasks."status" = 'pending'
           RETURNING ${columns}`,
       ),
     )
 
-    // SQLite: told to take the due index (its planner would rather sort the tasks of a name)
+    // SQLite: told to take the claim index (its planner would rather sort the tasks of a name)
     const reclaimSqlite = compiled<{ now: number }>(
       ({ now }) =>
         sql`UPDATE kv_tasks SET ${reclaimAssignments(now)} WHERE "status" = 'running' AND "lock_expires_at" <= ${now}`,
@@ -314,9 +338,9 @@ export const make = (
       compiled<Take & { token: string }>(
         (p) => sql`UPDATE kv_tasks
           SET ${takeAssignments(p)}, "lock_token" = ${p.token}
-          WHERE "seq" IN (SELECT "seq" FROM kv_tasks INDEXED BY kv_tasks_due
+          WHERE "seq" IN (SELECT "seq" FROM kv_tasks INDEXED BY kv_tasks_claim
             WHERE "status" = 'pending' AND "scheduled_for" <= ${p.now} ${ofNames(some, p.names)}
-            ORDER BY "scheduled_for", "seq" LIMIT ${p.limit}) AND "status" = 'pending'`,
+            ORDER BY ${claimOrder} LIMIT ${p.limit}) AND "status" = 'pending'`,
       ),
     )
     const selectClaimed = compiled<{ token: string }, TaskRow>(
@@ -516,12 +540,348 @@ export const make = (
             ),
           )
 
+    // --- keys, bulk writes and administration ---------------------------------------------
+
+    /** A new task as `create` stored it, before any runner took it. */
+    const asCreated = (checked: CheckedTask): Task => ({
+      id: checked.id,
+      name: checked.name,
+      payload: JSON.parse(checked.payload),
+      status: "pending",
+      created: new Date(checked.created),
+      scheduledFor: new Date(checked.scheduledFor),
+      lastError: null,
+      retryCount: 0,
+      maxRetries: checked.maxRetries,
+      timeoutSeconds: checked.timeoutSeconds,
+      lockedBy: null,
+      priority: checked.priority,
+      ...(checked.key === null ? {} : { key: checked.key }),
+    })
+
+    interface NewTask {
+      readonly id: string
+      readonly name: string
+      readonly payload: string
+      readonly created: number | Date
+      readonly scheduledFor: number | Date
+      readonly maxRetries: number
+      readonly timeoutSeconds: number
+      readonly priority: number
+      readonly key: string | null
+    }
+    const bindNew = (checked: CheckedTask): NewTask => ({
+      id: checked.id,
+      name: checked.name,
+      payload: checked.payload,
+      created: time(checked.created),
+      scheduledFor: time(checked.scheduledFor),
+      maxRetries: checked.maxRetries,
+      timeoutSeconds: checked.timeoutSeconds,
+      priority: checked.priority,
+      key: checked.key,
+    })
+
+    const newColumns = sql.literal(
+      `"id", "name", "payload", "status", "created", "scheduled_for", "retry_count", "max_retries",
+      "timeout_seconds", "priority", "key"`,
+    )
+    /** A value bound in a SELECT list: typed on PostgreSQL, which reads untyped parameters as text there. */
+    const typed = (value: unknown, pgType: string): Fragment =>
+      isPg ? sql`${value}::${sql.literal(pgType)}` : sql`${value}`
+    const newValues = (p: Statements.Placeholders<NewTask>) =>
+      sql`${typed(p.id, "text")}, ${typed(p.name, "text")}, ${typed(p.payload, "text")}, 'pending', ${at(p.created)},
+        ${at(p.scheduledFor)}, 0, ${typed(p.maxRetries, "bigint")}, ${typed(p.timeoutSeconds, "double precision")},
+        ${typed(p.priority, "integer")}, ${typed(p.key, "text")}`
+
+    /** The tasks holding `key`: pending, or running (which still counts for `dedupe`). */
+    const holding = (key: unknown) => sql`"key" = ${key} AND "status" IN ('pending', 'running')`
+    const pendingKey = sql.literal(`("key") WHERE "status" = 'pending'`)
+
+    // replace modes: the running task with the key gives it up to the new task beside it, so
+    // that a key is held by at most one task that is pending or running (a running task that
+    // fails and becomes pending again can never collide with a newer one on kv_tasks_key)
+    const giveUpKey = compiled<{ key: string | null }>(
+      (p) => sql`UPDATE kv_tasks SET "key" = NULL WHERE "key" = ${p.key} AND "status" = 'running'`,
+    )
+    const replaced = (keepRunAt: boolean) =>
+      sql.literal(
+        `"payload" = excluded."payload", ${keepRunAt ? "" : `"scheduled_for" = excluded."scheduled_for", `}` +
+          `"priority" = excluded."priority", "max_retries" = excluded."max_retries", ` +
+          `"timeout_seconds" = excluded."timeout_seconds", "retry_count" = 0`,
+      )
+    const upsertKeyed: Record<KeyMode, Statements.Compiled<NewTask, never>> = {
+      replace: compiled<NewTask>(
+        (p) => sql`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(false)}`,
+      ),
+      "preserve-run-at": compiled<NewTask>(
+        (p) => sql`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(true)}`,
+      ),
+      dedupe: compiled<NewTask>(
+        (p) => sql`INSERT INTO kv_tasks (${newColumns}) SELECT ${newValues(p)}
+          WHERE NOT EXISTS (SELECT 1 FROM kv_tasks WHERE ${holding(p.key)})
+          ON CONFLICT ${pendingKey} DO NOTHING`,
+      ),
+    }
+    /** The task holding the key after an upsert: the pending one, else the newest running one. */
+    const selectHolder = compiled<{ key: string | null }, TaskRow>(
+      (p) => sql`SELECT ${columns} FROM kv_tasks WHERE ${holding(p.key)}
+        ORDER BY CASE WHEN "status" = 'pending' THEN 0 ELSE 1 END, "seq" DESC LIMIT 1`,
+    )
+    // PostgreSQL: the writes of one key take turns (transaction-scoped advisory locks, taken in
+    // bucket order, so that batches never deadlock), and a batch locks its keys' pending and
+    // running rows first, so that no runner takes or gives back such a task between the
+    // statements of one create (runners skip locked rows)
+    // (by bucket: a batch of 10,000 keys takes at most `keyLockBuckets` locks, which PostgreSQL's
+    // lock table holds; keys that share a bucket just take turns too)
+    const lockKeyPg = compiled<{ bucket: number }>(
+      (p) => sql`SELECT pg_advisory_xact_lock(${keyLockSpace}, ${p.bucket}::integer) IS NULL AS locked`,
+    )
+    const lockHoldersPg = compiled<{ keys: unknown }>(
+      (p) => sql`SELECT "seq" FROM kv_tasks WHERE ${inList(sql)(sql`"key"`, p.keys)}
+        AND "status" IN ('pending', 'running') FOR UPDATE`,
+    )
+    // PostgreSQL returns the row a replace upsert wrote (inserted or updated): no read back
+    const upsertReturningPg = {
+      replace: compiled<NewTask, TaskRow>(
+        (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(false)} RETURNING ${columns}`,
+      ),
+      "preserve-run-at": compiled<NewTask, TaskRow>(
+        (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(true)} RETURNING ${columns}`,
+      ),
+    }
+
+    // unkeyed tasks in bulk: one statement over arrays (PostgreSQL) or a JSON array (SQLite),
+    // inserted in the order given; a taken id fails the statement, and so the whole batch
+    const insertManyPg = compiled<{
+      ids: ReadonlyArray<string>
+      names: ReadonlyArray<string>
+      payloads: ReadonlyArray<string>
+      created: ReadonlyArray<number>
+      due: ReadonlyArray<number>
+      maxRetries: ReadonlyArray<number>
+      timeouts: ReadonlyArray<number>
+      priorities: ReadonlyArray<number>
+    }>(
+      (p) => sql`INSERT INTO kv_tasks (${newColumns})
+        SELECT t.id, t.name, t.payload, 'pending', timestamptz 'epoch' + t.created * interval '1 millisecond',
+          timestamptz 'epoch' + t.due * interval '1 millisecond', 0, t.max_retries, t.timeout_seconds, t.priority, NULL
+        FROM unnest(${p.ids}::text[], ${p.names}::text[], ${p.payloads}::text[], ${p.created}::bigint[], ${p.due}::bigint[],
+          ${p.maxRetries}::bigint[], ${p.timeouts}::double precision[], ${p.priorities}::integer[])
+          WITH ORDINALITY AS t(id, name, payload, created, due, max_retries, timeout_seconds, priority, ord)
+        ORDER BY t.ord`,
+    )
+    const insertManySqlite = compiled<{ tasks: string }>(
+      (p) => sql`INSERT INTO kv_tasks (${newColumns})
+        SELECT json_extract("value", '$.id'), json_extract("value", '$.name'), json_extract("value", '$.payload'),
+          'pending', json_extract("value", '$.created'), json_extract("value", '$.due'), 0,
+          json_extract("value", '$.maxRetries'), json_extract("value", '$.timeoutSeconds'),
+          json_extract("value", '$.priority'), NULL
+        FROM json_each(${p.tasks}) ORDER BY "key"`,
+    )
+    const insertMany = (tasks: ReadonlyArray<CheckedTask>) =>
+      isPg
+        ? insertManyPg({
+            ids: tasks.map((t) => t.id),
+            names: tasks.map((t) => t.name),
+            payloads: tasks.map((t) => t.payload),
+            created: tasks.map((t) => t.created),
+            due: tasks.map((t) => t.scheduledFor),
+            maxRetries: tasks.map((t) => t.maxRetries),
+            timeouts: tasks.map((t) => t.timeoutSeconds),
+            priorities: tasks.map((t) => t.priority),
+          })
+        : insertManySqlite({
+            tasks: JSON.stringify(
+              tasks.map((t) => ({
+                id: t.id,
+                name: t.name,
+                payload: t.payload,
+                created: t.created,
+                due: t.scheduledFor,
+                maxRetries: t.maxRetries,
+                timeoutSeconds: t.timeoutSeconds,
+                priority: t.priority,
+              })),
+            ),
+          })
+
+    const selectIds = compiled<{ ids: unknown }, { id: string }>(
+      (p) => sql`SELECT "id" FROM kv_tasks WHERE ${inList(sql)(sql`"id"`, p.ids)}`,
+    )
+
+    /**
+     * Writes the tasks in order as one atomic batch: runs of unkeyed tasks as one insert each,
+     * each keyed task as its mode says, read back. The tasks as stored, in order.
+     */
+    const createAll = (tasks: ReadonlyArray<CheckedTask>) =>
+      Effect.gen(function* () {
+        const ids = new Set<string>()
+        for (const task of tasks) {
+          if (ids.has(task.id)) return yield* new DuplicateTaskError({ id: task.id })
+          ids.add(task.id)
+        }
+        if (tasks.length === 0) return []
+        const statements: Array<Statement<unknown>> = []
+        if (isPg) {
+          const buckets = new Set(tasks.flatMap((t) => (t.key === null ? [] : [keyBucket(t.key)])))
+          for (const bucket of [...buckets].sort((a, b) => a - b)) statements.push(lockKeyPg({ bucket }))
+          const keys = [...new Set(tasks.flatMap((t) => (t.key === null ? [] : [t.key])))]
+          if (keys.length > 0) statements.push(lockHoldersPg({ keys: list(keys) }))
+        }
+        /** Where each keyed task's row is read back, by its index among `tasks`. */
+        const readBack = new Map<number, number>()
+        let run: Array<CheckedTask> = []
+        const flush = () => {
+          if (run.length > 0) statements.push(insertMany(run))
+          run = []
+        }
+        tasks.forEach((task, index) => {
+          if (task.key === null) {
+            run.push(task)
+            return
+          }
+          flush()
+          const bound = bindNew(task)
+          if (task.keyMode !== "dedupe") statements.push(giveUpKey({ key: task.key }))
+          if (isPg && task.keyMode !== "dedupe") {
+            readBack.set(index, statements.length)
+            statements.push(upsertReturningPg[task.keyMode](bound))
+            return
+          }
+          statements.push(upsertKeyed[task.keyMode](bound))
+          readBack.set(index, statements.length)
+          statements.push(selectHolder({ key: task.key }))
+        })
+        flush()
+        const results = yield* executor.atomic(statements).pipe(
+          Effect.catchTag("AtomicStatementError", (error) =>
+            // a taken id failed its insert (and rolled the batch back): say which
+            Effect.flatMap(selectIds.rows({ ids: list([...ids]) }), (rows) => {
+              const taken = new Set(rows.map((row) => row.id))
+              const first = tasks.find((task) => taken.has(task.id))
+              return first === undefined
+                ? Effect.fail<AtomicStatementError | DuplicateTaskError>(error)
+                : Effect.fail(new DuplicateTaskError({ id: first.id }))
+            }),
+          ),
+        )
+        const stored: Array<Task> = []
+        for (const [index, task] of tasks.entries()) {
+          const at = readBack.get(index)
+          if (at === undefined) {
+            stored.push(asCreated(task))
+            continue
+          }
+          const [found] = yield* tasksOf((results[at]?.rows ?? []) as ReadonlyArray<TaskRow>)
+          if (found === undefined) {
+            return yield* Effect.fail(
+              new MalformedRowError({
+                table: "kv_tasks",
+                cause: new Error(`task key "${task.key}" not stored`),
+              }),
+            )
+          }
+          stored.push(found)
+        }
+        return stored
+      })
+
+    const retryStatement = compiled<{ id: string; now: number | Date }>(
+      (p) => sql`UPDATE kv_tasks SET "status" = 'pending', "scheduled_for" = ${at(p.now)}, "retry_count" = 0,
+          "started_at" = NULL, "completed_at" = NULL, "locked_by" = NULL, "locked_at" = NULL, "lock_expires_at" = NULL
+        WHERE "id" = ${p.id} AND "status" IN ('failed', 'cancelled')
+          AND ("key" IS NULL OR NOT EXISTS (SELECT 1 FROM kv_tasks AS other
+            WHERE other."key" = kv_tasks."key" AND other."status" IN ('pending', 'running')))`,
+    )
+
+    const retry = (id: Arg.TaskId) =>
+      Effect.gen(function* () {
+        const before = yield* run("retry", getTask(id))
+        if (Option.isNone(before)) return yield* new TaskNotFoundError({ id })
+        const now = time(yield* Clock.currentTimeMillis)
+        const key = before.value.key
+        const retried = yield* run(
+          "retry",
+          isPg && key !== undefined
+            ? Effect.map(
+                executor.atomic([lockKeyPg({ bucket: keyBucket(key) }), retryStatement({ id, now })]),
+                (results) => results[1]?.affected ?? 0,
+              )
+            : retryStatement.affected({ id, now }),
+        )
+        const after = yield* run("retry", getTask(id))
+        if (Option.isNone(after)) return yield* new TaskNotFoundError({ id })
+        if (retried > 0) {
+          yield* tasksChanged
+          return after.value
+        }
+        const task = after.value
+        if (task.status !== "failed" && task.status !== "cancelled") {
+          return yield* new TaskNotRetryableError({ id, status: task.status })
+        }
+        const holder = yield* run(
+          "retry",
+          Effect.flatMap(selectHolder.rows({ key: task.key ?? null }), tasksOf),
+        )
+        return yield* new TaskNotRetryableError({
+          id,
+          status: task.status,
+          ...(holder[0] === undefined ? {} : { keyHeldBy: holder[0].id }),
+          ...(task.key === undefined ? {} : { key: task.key }),
+        })
+      })
+
+    const pruneStatement = compiled<{ statuses: unknown; before: number | Date }>(
+      (p) =>
+        sql`DELETE FROM kv_tasks WHERE ${inList(sql)(sql`"status"`, p.statuses)} AND "completed_at" < ${at(p.before)}`,
+    )
+
+    const countStatement = compiled<object, { name: string; status: TaskStatus; n: number | string }>(
+      () => sql`SELECT "name", "status", count(*) AS n FROM kv_tasks GROUP BY "name", "status"`,
+    )
+    const oldestDueStatement = compiled<{ now: number | Date }, { due: Time | null }>(
+      (p) =>
+        sql`SELECT min("scheduled_for") AS due FROM kv_tasks WHERE "status" = 'pending' AND "scheduled_for" <= ${at(p.now)}`,
+    )
+
+    const stats = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const counts = yield* run("stats", countStatement.rows({}))
+      const oldest = yield* run("stats", oldestDueStatement.rows({ now: time(now) }))
+      const byStatus = Object.fromEntries(taskStatuses.map((status) => [status, 0])) as Record<
+        TaskStatus,
+        number
+      >
+      const byName: Record<string, Partial<Record<TaskStatus, number>>> = {}
+      let total = 0
+      for (const row of [...counts].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+        const n = Number(row.n)
+        total += n
+        byStatus[row.status] += n
+        byName[row.name] = { ...byName[row.name], [row.status]: n }
+      }
+      const due = oldest[0]?.due
+      const oldestDueAgeMs =
+        due === null || due === undefined ? null : Math.max(0, now - toDate(due).getTime())
+      return { total, byStatus, byName, oldestDueAgeMs } satisfies TaskStats
+    })
+
     // --- the service -------------------------------------------------------------------
 
     const service: SchedulerService = {
       create: (task) =>
         Effect.gen(function* () {
           const checked = yield* checkTask(task)
+          if (checked.key !== null) {
+            const [stored] = yield* run("create", createAll([checked]))
+            yield* tasksChanged
+            return stored!
+          }
           const inserted = yield* run(
             "create",
             insertTask.affected({
@@ -532,20 +892,37 @@ export const make = (
           )
           if (inserted === 0) return yield* new DuplicateTaskError({ id: checked.id })
           yield* tasksChanged
-          return {
-            id: checked.id,
-            name: checked.name,
-            payload: JSON.parse(checked.payload),
-            status: "pending",
-            created: new Date(checked.created),
-            scheduledFor: new Date(checked.scheduledFor),
-            lastError: null,
-            retryCount: 0,
-            maxRetries: checked.maxRetries,
-            timeoutSeconds: checked.timeoutSeconds,
-            lockedBy: null,
-          } satisfies Task
+          return asCreated(checked)
         }),
+
+      createMany: (tasks) =>
+        Effect.gen(function* () {
+          const checked = yield* Effect.forEach(tasks, checkTask)
+          const stored = yield* run("createMany", createAll(checked))
+          if (stored.length > 0) yield* tasksChanged
+          return stored
+        }),
+
+      retry: (id) => Effect.flatMap(decodeId(id), retry),
+
+      prune: (options) =>
+        Effect.gen(function* () {
+          const { olderThan } = yield* decodePrune({ olderThan: options.olderThan })
+          const statuses: ReadonlyArray<FinishedStatus> = yield* Effect.forEach(
+            options.statuses ?? finishedStatuses,
+            decodePruneStatus,
+          )
+          if (statuses.length === 0) {
+            return yield* new InvalidArgumentError({ message: "prune needs at least one status" })
+          }
+          const now = yield* Clock.currentTimeMillis
+          return yield* run(
+            "prune",
+            pruneStatement.affected({ statuses: list(statuses), before: time(now - olderThan) }),
+          )
+        }),
+
+      stats: () => stats,
 
       get: (id) => Effect.flatMap(decodeId(id), (id) => run("get", getTask(id))),
 
