@@ -35,6 +35,7 @@ import {
 } from "../Store.js"
 import { type AtomicStatementError, type Service as Executor, SqlExecutor, storeError } from "./executor.js"
 import { makeMigrator } from "./migrations.js"
+import * as ReadCoalescer from "./readCoalescer.js"
 import {
   failuresOf,
   inList,
@@ -88,6 +89,9 @@ export const prefixSuccessor = (prefix: string): string | undefined => {
   return undefined
 }
 
+/** RqliteClient's TypeId (not imported: the SQLite and PostgreSQL bundles must not load that client). */
+const rqliteClientId = Symbol.for("effect-kv/RqliteClient")
+
 const isUniqueViolation = (error: SqlError, explain: Executor["explain"]): boolean =>
   /UNIQUE constraint failed|duplicate key value/i.test(explain(error).detail)
 
@@ -95,6 +99,41 @@ const isUniqueViolation = (error: SqlError, explain: Executor["explain"]): boole
 type BatchStep =
   | { readonly kind: "guard"; readonly key: string; readonly version: number }
   | { readonly kind: "write"; readonly mutation: number; readonly key?: string; readonly version?: number }
+  | { readonly kind: "set"; readonly writes: ReadonlyArray<KeyedWrite> }
+
+/** A put or patch of a `mutateAll` batch, decoded. */
+interface KeyedWrite {
+  readonly op: "put" | "patch"
+  /** its position in the batch */
+  readonly mutation: number
+  readonly key: Arg.Key
+  readonly version: Arg.Version
+  readonly value: Arg.Json | Arg.MergePatch
+  /** a patch without a type keeps the record's (NULL) */
+  readonly type: string | null
+}
+
+/**
+ * The text a set-based write raises when row `n` (from 1) of its arrays fails its version
+ * check; a row number, not a key, so that no key text has to survive an error message.
+ */
+const setMismatchMarker = "effect-kv: version mismatch at row "
+const setMismatchRow = /effect-kv: version mismatch at row (\d+)/
+
+/**
+ * Writes of one run of a batch that can be one statement over arrays: puts (or patches) of
+ * the same kind of version check, on keys in strictly increasing order. Distinct keys make the
+ * checks of the run independent of its own writes; increasing keys keep the stream records
+ * (which PostgreSQL appends per statement in key order) in mutation order.
+ */
+const continuesRun = (previous: KeyedWrite, next: KeyedWrite): boolean =>
+  previous.op === next.op &&
+  Math.sign(previous.version) === Math.sign(next.version) &&
+  next.version >= 0 &&
+  previous.key < next.key
+
+/** Runs shorter than this keep one statement per mutation. */
+const minSetRun = 2
 
 /** Keys from `from` on, below `to` when there is a bound above (a prefix may have none). */
 interface KeyRange {
@@ -142,7 +181,8 @@ const decodeLockName = Arg.decoder(Arg.LockName)
 
 export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlExecutor | Wakeup> =
   Effect.gen(function* () {
-    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const client = yield* SqlClient.SqlClient
+    const sql = client.withoutTransforms()
     const executor = yield* SqlExecutor
     const { compiled } = Statements.make(sql, executor)
     const isPg = isPostgres(sql)
@@ -189,6 +229,35 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const selectKeys = compiled<{ keys: unknown }, RecordRow>(
       ({ keys }) => sql`SELECT ${columns} FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
     )
+
+    /** The rows of these (distinct) keys: one `=` for one key, else one bound list. */
+    const selectRows = (keys: ReadonlyArray<Arg.Key>): Effect.Effect<ReadonlyArray<RecordRow>, SqlError> =>
+      keys.length === 1 ? selectKey.rows({ key: keys[0]! }) : selectKeys.rows({ keys: list(keys) })
+
+    /**
+     * Reads by key (`get`, `getBatch`) of different fibers share round trips on PostgreSQL and
+     * rqlite (see readCoalescer.ts); two reads in flight keep both the database and the
+     * coalescing busy. SQLite answers synchronously, without a round trip to share. A read inside
+     * the caller's own PostgreSQL transaction stays in it.
+     */
+    const readRows = ((): ((
+      keys: ReadonlyArray<Arg.Key>,
+    ) => Effect.Effect<ReadonlyArray<RecordRow>, SqlError>) => {
+      if (!isPg && !(rqliteClientId in client)) return selectRows
+      const shared = ReadCoalescer.make({
+        fetch: selectRows as (
+          keys: ReadonlyArray<string>,
+        ) => Effect.Effect<ReadonlyArray<RecordRow>, SqlError>,
+        keyOf: (row: RecordRow) => row.key,
+        maxInFlight: 2,
+        maxKeys: 1000,
+      })
+      if (!isPg) return shared
+      return (keys) =>
+        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
+          Option.isSome(transaction) ? selectRows(keys) : shared(keys),
+        )
+    })()
 
     // The conditions of reads and deletes by key range or type; each read and delete below is
     // compiled once per condition, with the page (`limit`, `offset`) as parameters.
@@ -354,6 +423,70 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       patch: { single: patchWrites(returning), batch: patchWrites(noReturning) },
     }
 
+    /**
+     * A run of puts or patches (see `continuesRun`) as ONE statement over arrays, on PostgreSQL:
+     * a round trip per mutation is most of the time of a big batch there. The write is a
+     * data-modifying CTE whose version check is the write itself (an insert that found the key,
+     * an update that found another version, even after waiting for a concurrent writer, leave
+     * their row out of `RETURNING`); the outer query then fails the statement, and so the batch,
+     * naming the first such row. `undefined` on SQLite (and rqlite), whose batches have no round
+     * trip per statement.
+     */
+    const setWrites = (():
+      | ((run: ReadonlyArray<KeyedWrite>, created: number | Date) => Statement<unknown>)
+      | undefined => {
+      if (!isPg) return undefined
+      interface SetParams {
+        readonly keys: ReadonlyArray<string>
+        readonly versions: ReadonlyArray<number>
+        readonly values: ReadonlyArray<string>
+        readonly types: ReadonlyArray<string | null>
+        readonly created: number | Date
+      }
+      const input = (p: Statements.Placeholders<SetParams>) =>
+        sql`SELECT * FROM unnest(${p.keys}::text[], ${p.versions}::bigint[], ${p.values}::text[], ${p.types}::text[])
+          WITH ORDINALITY AS u("key", "version", "value", "type", "row")`
+      const failFirstMissing = sql`SELECT CAST(${setMismatchMarker} || min(i."row") AS integer) AS "row" FROM input AS i
+        WHERE NOT EXISTS (SELECT 1 FROM written AS w WHERE w."key" = i."key") HAVING count(*) > 0`
+      const create = (value: Fragment, type: Fragment) =>
+        compiled<SetParams>(
+          (p) => sql`WITH input AS (${input(p)}),
+            written AS (INSERT INTO kv_records ("key", "version", "value", "type", "created")
+              SELECT i."key", 1, ${value}, ${type}, ${p.created}::timestamptz FROM input AS i ORDER BY i."row"
+              ON CONFLICT ("key") DO NOTHING RETURNING "key")
+            ${failFirstMissing}`,
+        )
+      const update = (value: Fragment, type: Fragment) =>
+        compiled<SetParams>(
+          (p) => sql`WITH input AS (${input(p)}),
+            written AS (UPDATE kv_records AS r SET "version" = r."version" + 1, "value" = ${value}, "type" = ${type}
+              FROM input AS i WHERE r."key" = i."key" AND r."version" = i."version" RETURNING r."key")
+            ${failFirstMissing}`,
+        )
+      const statements = {
+        put: {
+          create: create(sql`i."value"`, sql`i."type"`),
+          update: update(sql`i."value"`, sql`i."type"`),
+        },
+        patch: {
+          create: create(mergePatch(sql`'{}'`, sql`i."value"`), sql`COALESCE(i."type", 'object')`),
+          update: update(mergePatch(sql`r."value"`, sql`i."value"`), sql`COALESCE(i."type", r."type")`),
+        },
+      }
+      return (run, created) => {
+        const first = run[0]!
+        const of = statements[first.op]
+        const params: SetParams = {
+          keys: run.map((w) => w.key),
+          versions: run.map((w) => w.version),
+          values: run.map((w) => w.value),
+          types: run.map((w) => w.type),
+          created,
+        }
+        return first.version > 0 ? of.update(params) : of.create(params)
+      }
+    })()
+
     const expectVersion = compiled<{ key: Arg.Key; version: Arg.Version }>(
       ({ key, version }) => sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`,
     )
@@ -431,61 +564,99 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
     type Planned = ReadonlyArray<readonly [Statement<unknown>, BatchStep]>
 
-    /** The statements of one mutation of a batch, each with what it is for. */
-    const planMutation = (
+    /** A mutation of a batch: a put or patch (which may join a set-based run), or its statements. */
+    type Decoded =
+      | { readonly _tag: "write"; readonly write: KeyedWrite }
+      | { readonly _tag: "statements"; readonly planned: Planned }
+
+    const decodeMutation = (
       mutation: Mutation,
       index: number,
-      created: number | Date,
-    ): Effect.Effect<Planned, InvalidArgumentError> => {
-      const write = (
-        statement: Statement<unknown>,
-        key?: string,
-        version?: number,
-      ): readonly [Statement<unknown>, BatchStep] => [
-        statement,
-        key === undefined || version === undefined
-          ? { kind: "write", mutation: index }
-          : { kind: "write", mutation: index, key, version },
-      ]
-      // A version check is its own statement first: it raises inside SQL and so aborts the batch.
-      const guarded = (key: Arg.Key, version: Arg.Version, statement: Statement<unknown>): Planned =>
-        version >= 0
-          ? [
-              [expectVersion({ key, version }), { kind: "guard", key, version }],
-              write(statement, key, version),
-            ]
-          : [write(statement)]
-      const byVersion = (
-        statements: (typeof writes)["put"]["batch"],
-        version: Arg.Version,
-        fields: Write,
-      ): Statement<unknown> =>
-        version > 0
-          ? statements.update({ ...fields, version })
-          : version === 0
-            ? statements.create({ ...fields, created })
-            : statements.upsert({ ...fields, created })
+    ): Effect.Effect<Decoded, InvalidArgumentError> => {
+      const deleting = (statement: Statement<unknown>): Decoded => ({
+        _tag: "statements",
+        planned: [[statement, { kind: "write", mutation: index }]],
+      })
       return Mutation.$match(mutation, {
         Put: (m) =>
-          Effect.map(decodePut(m), ({ key, type, value, version }) =>
-            guarded(
-              key,
-              version,
-              byVersion(writes.put.batch, version, { key, value, type: type ?? typeOf(m.value) }),
-            ),
+          Effect.map(
+            decodePut(m),
+            ({ key, type, value, version }): Decoded => ({
+              _tag: "write",
+              write: { op: "put", mutation: index, key, version, value, type: type ?? typeOf(m.value) },
+            }),
           ),
         Patch: (m) =>
-          Effect.map(decodePatch(m), ({ key, patch, type, version }) =>
-            guarded(
-              key,
-              version,
-              byVersion(writes.patch.batch, version, { key, value: patch, type: type ?? null }),
-            ),
+          Effect.map(
+            decodePatch(m),
+            ({ key, patch, type, version }): Decoded => ({
+              _tag: "write",
+              write: { op: "patch", mutation: index, key, version, value: patch, type: type ?? null },
+            }),
           ),
-        Delete: (m) => Effect.map(decodeKey(m.key), (key) => [write(deleteKey({ key }))]),
-        DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), (s) => [write(s)]),
-        DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), (s) => [write(s)]),
+        Delete: (m) => Effect.map(decodeKey(m.key), (key) => deleting(deleteKey({ key }))),
+        DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), deleting),
+        DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), deleting),
       })
+    }
+
+    /**
+     * The statements of a batch: runs of puts or patches (see `continuesRun`) as one statement
+     * over arrays where the dialect has them (`setWrites`), everything else one statement per
+     * mutation (and one per version check).
+     */
+    const planBatch = (decoded: ReadonlyArray<Decoded>, created: number | Date): Planned => {
+      const planned: Array<readonly [Statement<unknown>, BatchStep]> = []
+      let i = 0
+      while (i < decoded.length) {
+        const first = decoded[i]!
+        if (first._tag === "statements") {
+          planned.push(...first.planned)
+          i++
+          continue
+        }
+        const run = [first.write]
+        while (setWrites !== undefined && i + run.length < decoded.length) {
+          const next = decoded[i + run.length]!
+          if (next._tag !== "write" || !continuesRun(run[run.length - 1]!, next.write)) break
+          run.push(next.write)
+        }
+        if (setWrites !== undefined && run.length >= minSetRun) {
+          planned.push([setWrites(run, created), { kind: "set", writes: run }])
+        } else {
+          for (const write of run) planned.push(...planWrite(write, created))
+        }
+        i += run.length
+      }
+      return planned
+    }
+
+    /** The statements of one put or patch of a batch: its version check, then its write. */
+    const planWrite = (w: KeyedWrite, created: number | Date): Planned => {
+      const statements = w.op === "put" ? writes.put.batch : writes.patch.batch
+      const fields: Write = { key: w.key, value: w.value, type: w.type }
+      const statement =
+        w.version > 0
+          ? statements.update({ ...fields, version: w.version })
+          : w.version === 0
+            ? statements.create({ ...fields, created })
+            : statements.upsert({ ...fields, created })
+      const write: readonly [Statement<unknown>, BatchStep] = [
+        statement,
+        w.version >= 0
+          ? { kind: "write", mutation: w.mutation, key: w.key, version: w.version }
+          : { kind: "write", mutation: w.mutation },
+      ]
+      // A version check is its own statement first: it raises inside SQL and so aborts the batch.
+      return w.version >= 0
+        ? [
+            [
+              expectVersion({ key: w.key, version: w.version }),
+              { kind: "guard", key: w.key, version: w.version },
+            ],
+            write,
+          ]
+        : [write]
     }
 
     const deleteRangeStatement = (from: string, to: string, page: Page | undefined) =>
@@ -508,6 +679,11 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     /** Explains why statement `index` of a batch failed. */
     const batchFailure = (steps: ReadonlyArray<BatchStep>, error: AtomicStatementError) => {
       const step = steps[error.index]
+      if (step?.kind === "set") {
+        const row = setMismatchRow.exec(executor.explain(error.cause).detail)
+        const write = row === null ? undefined : step.writes[Number(row[1]) - 1]
+        if (write !== undefined) return new VersionMismatchError({ key: write.key, expected: write.version })
+      }
       if (step?.kind === "guard" && executor.explain(error.cause).detail.includes(versionMismatchMarker)) {
         return new VersionMismatchError({ key: step.key, expected: step.version })
       }
@@ -547,9 +723,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       init,
 
       get: (key) =>
-        Effect.flatMap(decodeKey(key), (key) =>
-          run("get", Effect.flatMap(selectKey.rows({ key }), firstRecord)),
-        ),
+        Effect.flatMap(decodeKey(key), (key) => run("get", Effect.flatMap(readRows([key]), firstRecord))),
 
       getBatch: (keys) =>
         Effect.flatMap(decodeKeys(keys), (keys) =>
@@ -558,7 +732,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             : run(
                 "getBatch",
                 Effect.map(
-                  Effect.flatMap(selectKeys.rows({ keys: list(keys) }), records),
+                  Effect.flatMap(readRows(keys), records),
                   (found) => new Map(found.map((record) => [record.key, record])),
                 ),
               ),
@@ -651,9 +825,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         Effect.gen(function* () {
           if (mutations.length === 0) return []
           const created = time(yield* Clock.currentTimeMillis)
-          const planned = (yield* Effect.forEach(mutations, (mutation, i) =>
-            planMutation(mutation, i, created),
-          )).flat()
+          const planned = planBatch(yield* Effect.forEach(mutations, decodeMutation), created)
           const steps = planned.map(([, step]) => step)
           const results = yield* notifying(
             run(
@@ -669,6 +841,8 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           results.forEach((result, i) => {
             const step = steps[i]!
             if (step.kind === "write") affected[step.mutation] = result.affected
+            // every write of a set that passed its checks changed its row
+            if (step.kind === "set") for (const write of step.writes) affected[write.mutation] = 1
           })
           return affected
         }),
