@@ -4,6 +4,7 @@
  *
  *   npm run bench:store                 # every backend
  *   npm run bench:store -- sqlite pg    # some of them (sqlite, postgres, rqlite)
+ *   npm run bench:store -- --only=get   # some operations (get, put, patch, getPrefix)
  *   npm run bench:store -- --batch      # big mutateAll batches instead (with backends as above)
  *
  * Needs the local PostgreSQL (KV_POSTGRES_URL) and starts its own rqlite server.
@@ -340,7 +341,9 @@ const runBackend = async (backend: Backend) => {
     // the store's layer created the tables; the raw driver uses them as they are
     raw = backend.raw()
     const driver = raw
-    for (const operation of operations) {
+    for (const operation of operations.filter(
+      (op) => onlyOperations === undefined || onlyOperations.includes(op),
+    )) {
       for (const fibers of fiberCounts) {
         const n = backend.ops(fibers)
         // warm up both paths (prepared statements, connections, JIT)
@@ -415,8 +418,11 @@ const runBatches = async (backend: Backend) => {
   }
 }
 
+const onlyArgument = process.argv.find((arg) => arg.startsWith("--only="))
+const onlyOperations = onlyArgument?.slice("--only=".length).split(",")
+
 const main = async () => {
-  const args = process.argv.slice(2)
+  const args = process.argv.slice(2).filter((arg) => !arg.startsWith("--only="))
   const batch = args.includes("--batch")
   const wanted = new Set(
     args.filter((arg) => arg !== "--batch").map((name) => (name === "pg" ? "postgres" : name)),
