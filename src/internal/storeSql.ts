@@ -236,8 +236,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
     /**
      * Reads by key (`get`, `getBatch`) of different fibers share round trips on PostgreSQL and
-     * rqlite (see readCoalescer.ts); two reads in flight keep both the database and the
-     * coalescing busy. SQLite answers synchronously, without a round trip to share. A read inside
+     * rqlite (see readCoalescer.ts). Reads in flight at once: two on PostgreSQL (its pool serves
+     * them in parallel), one on rqlite (where bigger, fewer linearizable reads served 1.7-3.9x
+     * the rate of two in flight in bench:store). SQLite answers synchronously, without a round trip to share. A read inside
      * the caller's own PostgreSQL transaction stays in it.
      */
     const readRows = ((): ((
@@ -249,7 +250,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           keys: ReadonlyArray<string>,
         ) => Effect.Effect<ReadonlyArray<RecordRow>, SqlError>,
         keyOf: (row: RecordRow) => row.key,
-        maxInFlight: 2,
+        maxInFlight: isPg ? 2 : 1,
         maxKeys: 1000,
       })
       if (!isPg) return shared
