@@ -1046,6 +1046,13 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
           Mutation.put(`${p}/a`, 3, "a4"),
           Mutation.patch(`${p}/k`, -1, { k: 1 }),
           Mutation.patch(`${p}/l`, -1, { l: 1 }),
+          Mutation.put(`${p}/c`, -1, "c3"),
+          Mutation.put(`${p}/d`, -1, "d3", { type: "Dee" }),
+          Mutation.put(`${p}/m`, -1, "m"),
+          Mutation.delete(`${p}/e`),
+          Mutation.put(`${p}/e`, -1, "e3"),
+          Mutation.put(`${p}/f`, -1, "f3"),
+          Mutation.put(`${p}/g`, -1, "g3"),
         ]
         const setUp = (p: string) =>
           store.mutateAll(
@@ -1074,7 +1081,10 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
         const oneByOne = yield* Effect.forEach(mixed("mix2"), (m) => store.mutateAll([m]))
         const history2 = yield* history("mix2", from2)
         assert.deepStrictEqual(together, oneByOne.flat())
-        assert.deepStrictEqual(together, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1])
+        assert.deepStrictEqual(
+          together,
+          [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        )
         assert.deepStrictEqual(history1, history2)
         assert.deepStrictEqual(
           history1.map(([action, key]) => `${action} ${key}`),
@@ -1082,12 +1092,24 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
             .map((k) => `create /${k}`)
             .concat(["a", "b", "c", "d", "e"].map((k) => `update /${k}`))
             .concat(["delete /x1", "update /a", "create /h", "create /i", "create /j", "delete /x2"])
-            .concat(["update /b", "update /a", "create /k", "create /l"]),
+            .concat([
+              "update /b",
+              "update /a",
+              "create /k",
+              "create /l",
+              "update /c",
+              "update /d",
+              "create /m",
+            ])
+            .concat(["delete /e", "create /e", "update /f", "update /g"]),
         )
         assert.deepStrictEqual(yield* state("mix1"), yield* state("mix2"))
-        assert.deepStrictEqual((yield* store.get("mix1/e")).pipe(Option.getOrThrow).value, { e: 1, q: 2 })
-        assert.strictEqual((yield* store.get("mix1/e")).pipe(Option.getOrThrow).type, "Patched")
-        assert.deepStrictEqual((yield* store.get("mix1/d")).pipe(Option.getOrThrow).value, { p: 1 })
+        const patched = history1.find(([action, key]) => action === "update" && key === "/e")!
+        assert.deepStrictEqual([patched[3], patched[4]], [{ e: 1, q: 2 }, "Patched"])
+        assert.strictEqual((yield* store.get("mix1/d")).pipe(Option.getOrThrow).type, "Dee")
+        assert.deepStrictEqual(history1.find(([action, key]) => action === "update" && key === "/d")![3], {
+          p: 1,
+        })
         assert.strictEqual((yield* store.get("mix1/j")).pipe(Option.getOrThrow).type, "Jay")
         assert.strictEqual((yield* store.get("mix1/i")).pipe(Option.getOrThrow).type, "object")
         yield* store.deletePrefix("mix1/")

@@ -18,6 +18,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -29,11 +30,18 @@ import {
   Mutation,
   type Page,
   Store,
+  type StoreError,
   type StoreService,
   typeOf,
   VersionMismatchError,
 } from "../Store.js"
-import { type AtomicStatementError, type Service as Executor, SqlExecutor, storeError } from "./executor.js"
+import {
+  type AtomicStatementError,
+  type Service as Executor,
+  SqlExecutor,
+  type StatementResult,
+  storeError,
+} from "./executor.js"
 import { makeMigrator } from "./migrations.js"
 import * as ReadCoalescer from "./readCoalescer.js"
 import {
@@ -101,6 +109,9 @@ type BatchStep =
   | { readonly kind: "write"; readonly mutation: number; readonly key?: string; readonly version?: number }
   | { readonly kind: "set"; readonly writes: ReadonlyArray<KeyedWrite> }
 
+/** How a run of writes is one statement: by its version check, or (version -1) by whether its keys exist. */
+type SetKind = "create" | "update" | "new" | "existing"
+
 /** A put or patch of a `mutateAll` batch, decoded. */
 interface KeyedWrite {
   readonly op: "put" | "patch"
@@ -119,6 +130,14 @@ interface KeyedWrite {
  */
 const setMismatchMarker = "effect-kv: version mismatch at row "
 const setMismatchRow = /effect-kv: version mismatch at row (\d+)/
+/** What a run of unconditional writes raises when a key's existence was not what its plan read. */
+const setReplanMarker = "effect-kv: batch planned on a stale read at row "
+const setReplan = /effect-kv: batch planned on a stale read at row \d+/
+
+/** A batch's plan read a key's existence that changed before the batch ran: plan it again. */
+class Replan extends Data.TaggedError("Replan") {}
+/** Plans of a batch, after which its unconditional writes go one statement each. */
+const maxPlans = 3
 
 /**
  * Writes of one run of a batch that can be one statement over arrays: puts (or patches) of
@@ -126,11 +145,24 @@ const setMismatchRow = /effect-kv: version mismatch at row (\d+)/
  * checks of the run independent of its own writes; increasing keys keep the stream records
  * (which PostgreSQL appends per statement in key order) in mutation order.
  */
-const continuesRun = (previous: KeyedWrite, next: KeyedWrite): boolean =>
-  previous.op === next.op &&
-  Math.sign(previous.version) === Math.sign(next.version) &&
-  next.version >= 0 &&
-  previous.key < next.key
+const continuesRun = (
+  previous: KeyedWrite,
+  next: KeyedWrite,
+  /** whether a key exists when the run starts, if known (unconditional writes need it) */
+  exists: (key: string) => boolean | undefined,
+): boolean => {
+  if (
+    previous.op !== next.op ||
+    Math.sign(previous.version) !== Math.sign(next.version) ||
+    previous.key >= next.key
+  ) {
+    return false
+  }
+  if (next.version >= 0) return true
+  // A create and an update in one statement would append their stream records per kind.
+  const before = exists(previous.key)
+  return before !== undefined && before === exists(next.key)
+}
 
 /** Runs shorter than this keep one statement per mutation. */
 const minSetRun = 2
@@ -228,6 +260,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     )
     const selectKeys = compiled<{ keys: unknown }, RecordRow>(
       ({ keys }) => sql`SELECT ${columns} FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
+    )
+    const selectExisting = compiled<{ keys: unknown }, { key: string }>(
+      ({ keys }) => sql`SELECT "key" FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
     )
 
     /** The rows of these (distinct) keys: one `=` for one key, else one bound list. */
@@ -434,7 +469,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
      * trip per statement.
      */
     const setWrites = (():
-      | ((run: ReadonlyArray<KeyedWrite>, created: number | Date) => Statement<unknown>)
+      | ((run: ReadonlyArray<KeyedWrite>, created: number | Date, kind: SetKind) => Statement<unknown>)
       | undefined => {
       if (!isPg) return undefined
       interface SetParams {
@@ -447,36 +482,51 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       const input = (p: Statements.Placeholders<SetParams>) =>
         sql`SELECT * FROM unnest(${p.keys}::text[], ${p.versions}::bigint[], ${p.values}::text[], ${p.types}::text[])
           WITH ORDINALITY AS u("key", "version", "value", "type", "row")`
-      const failFirstMissing = sql`SELECT CAST(${setMismatchMarker} || min(i."row") AS integer) AS "row" FROM input AS i
-        WHERE NOT EXISTS (SELECT 1 FROM written AS w WHERE w."key" = i."key") HAVING count(*) > 0`
-      const create = (value: Fragment, type: Fragment) =>
+      const failFirstMissing = (
+        marker: string,
+      ) => sql`SELECT CAST(${marker} || min(i."row") AS integer) AS "row"
+        FROM input AS i WHERE NOT EXISTS (SELECT 1 FROM written AS w WHERE w."key" = i."key") HAVING count(*) > 0`
+      const create = (value: Fragment, type: Fragment, marker = setMismatchMarker) =>
         compiled<SetParams>(
           (p) => sql`WITH input AS (${input(p)}),
             written AS (INSERT INTO kv_records ("key", "version", "value", "type", "created")
               SELECT i."key", 1, ${value}, ${type}, ${p.created}::timestamptz FROM input AS i ORDER BY i."row"
               ON CONFLICT ("key") DO NOTHING RETURNING "key")
-            ${failFirstMissing}`,
+            ${failFirstMissing(marker)}`,
         )
-      const update = (value: Fragment, type: Fragment) =>
+      // `checked`: the version too; else (a run of unconditional writes of existing keys) any version
+      const update = (value: Fragment, type: Fragment, checked = true) =>
         compiled<SetParams>(
           (p) => sql`WITH input AS (${input(p)}),
             written AS (UPDATE kv_records AS r SET "version" = r."version" + 1, "value" = ${value}, "type" = ${type}
-              FROM input AS i WHERE r."key" = i."key" AND r."version" = i."version" RETURNING r."key")
-            ${failFirstMissing}`,
+              FROM input AS i WHERE r."key" = i."key" ${checked ? sql`AND r."version" = i."version"` : sql``}
+              RETURNING r."key")
+            ${failFirstMissing(checked ? setMismatchMarker : setReplanMarker)}`,
         )
+      const writesOf = (
+        value: { create: Fragment; update: Fragment },
+        type: { create: Fragment; update: Fragment },
+      ) => ({
+        create: create(value.create, type.create),
+        update: update(value.update, type.update),
+        new: create(value.create, type.create, setReplanMarker),
+        existing: update(value.update, type.update, false),
+      })
       const statements = {
-        put: {
-          create: create(sql`i."value"`, sql`i."type"`),
-          update: update(sql`i."value"`, sql`i."type"`),
-        },
-        patch: {
-          create: create(mergePatch(sql`'{}'`, sql`i."value"`), sql`COALESCE(i."type", 'object')`),
-          update: update(mergePatch(sql`r."value"`, sql`i."value"`), sql`COALESCE(i."type", r."type")`),
-        },
+        put: writesOf(
+          { create: sql`i."value"`, update: sql`i."value"` },
+          { create: sql`i."type"`, update: sql`i."type"` },
+        ),
+        patch: writesOf(
+          {
+            create: mergePatch(sql`'{}'`, sql`i."value"`),
+            update: mergePatch(sql`r."value"`, sql`i."value"`),
+          },
+          { create: sql`COALESCE(i."type", 'object')`, update: sql`COALESCE(i."type", r."type")` },
+        ),
       }
-      return (run, created) => {
+      return (run, created, kind) => {
         const first = run[0]!
-        const of = statements[first.op]
         const params: SetParams = {
           keys: run.map((w) => w.key),
           versions: run.map((w) => w.version),
@@ -484,7 +534,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           types: run.map((w) => w.type),
           created,
         }
-        return first.version > 0 ? of.update(params) : of.create(params)
+        return statements[first.op][kind](params)
       }
     })()
 
@@ -568,16 +618,24 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     /** A mutation of a batch: a put or patch (which may join a set-based run), or its statements. */
     type Decoded =
       | { readonly _tag: "write"; readonly write: KeyedWrite }
-      | { readonly _tag: "statements"; readonly planned: Planned }
+      | {
+          readonly _tag: "statements"
+          readonly planned: Planned
+          /** the key it deletes, or every key of a range */
+          readonly deletes: Arg.Key | "range"
+        }
 
     const decodeMutation = (
       mutation: Mutation,
       index: number,
     ): Effect.Effect<Decoded, InvalidArgumentError> => {
-      const deleting = (statement: Statement<unknown>): Decoded => ({
-        _tag: "statements",
-        planned: [[statement, { kind: "write", mutation: index }]],
-      })
+      const deleting =
+        (deletes: Arg.Key | "range") =>
+        (statement: Statement<unknown>): Decoded => ({
+          _tag: "statements",
+          planned: [[statement, { kind: "write", mutation: index }]],
+          deletes,
+        })
       return Mutation.$match(mutation, {
         Put: (m) =>
           Effect.map(
@@ -595,41 +653,81 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
               write: { op: "patch", mutation: index, key, version, value: patch, type: type ?? null },
             }),
           ),
-        Delete: (m) => Effect.map(decodeKey(m.key), (key) => deleting(deleteKey({ key }))),
-        DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), deleting),
-        DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), deleting),
+        Delete: (m) => Effect.map(decodeKey(m.key), (key) => deleting(key)(deleteKey({ key }))),
+        DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), deleting("range")),
+        DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), deleting("range")),
       })
     }
 
     /**
      * The statements of a batch: runs of puts or patches (see `continuesRun`) as one statement
      * over arrays where the dialect has them (`setWrites`), everything else one statement per
-     * mutation (and one per version check).
+     * mutation (and one per version check). `existing`: the keys of its unconditional writes
+     * that existed when the batch was planned (none read: those writes go one by one).
      */
-    const planBatch = (decoded: ReadonlyArray<Decoded>, created: number | Date): Planned => {
+    const planBatch = (
+      decoded: ReadonlyArray<Decoded>,
+      created: number | Date,
+      existing: ReadonlySet<string> | undefined,
+    ): Planned => {
       const planned: Array<readonly [Statement<unknown>, BatchStep]> = []
+      // whether a key exists at this point of the batch, as far as the plan knows
+      const written = new Map<string, boolean>()
+      let rangeDeleted = false
+      const exists = (key: string): boolean | undefined =>
+        written.get(key) ?? (rangeDeleted || existing === undefined ? undefined : existing.has(key))
       let i = 0
       while (i < decoded.length) {
         const first = decoded[i]!
         if (first._tag === "statements") {
           planned.push(...first.planned)
+          if (first.deletes === "range") {
+            rangeDeleted = true
+            written.clear()
+          } else {
+            written.set(first.deletes, false)
+          }
           i++
           continue
         }
         const run = [first.write]
         while (setWrites !== undefined && i + run.length < decoded.length) {
           const next = decoded[i + run.length]!
-          if (next._tag !== "write" || !continuesRun(run[run.length - 1]!, next.write)) break
+          if (next._tag !== "write" || !continuesRun(run[run.length - 1]!, next.write, exists)) break
           run.push(next.write)
         }
         if (setWrites !== undefined && run.length >= minSetRun) {
-          planned.push([setWrites(run, created), { kind: "set", writes: run }])
+          const version = first.write.version
+          const kind: SetKind =
+            version > 0 ? "update" : version === 0 ? "create" : exists(first.write.key) ? "existing" : "new"
+          planned.push([setWrites(run, created, kind), { kind: "set", writes: run }])
         } else {
           for (const write of run) planned.push(...planWrite(write, created))
         }
+        for (const write of run) written.set(write.key, true)
         i += run.length
       }
       return planned
+    }
+
+    /**
+     * The keys of a batch's unconditional writes that exist now, read for its plan when it has
+     * runs of them (PostgreSQL); `undefined`: none read.
+     */
+    const existingKeys = (decoded: ReadonlyArray<Decoded>) => {
+      const keys = new Set<Arg.Key>()
+      let runs = false
+      decoded.forEach((d, i) => {
+        if (d._tag !== "write" || d.write.version >= 0) return
+        keys.add(d.write.key)
+        const previous = decoded[i - 1]
+        if (previous?._tag === "write" && continuesRun(previous.write, d.write, () => true)) runs = true
+      })
+      if (setWrites === undefined || !runs) return Effect.succeed(undefined)
+      return Effect.map(
+        selectExisting.rows({ keys: list([...keys]) }),
+        (rows): ReadonlySet<string> => new Set(rows.map((row) => row.key)),
+      )
     }
 
     /** The statements of one put or patch of a batch: its version check, then its write. */
@@ -681,6 +779,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const batchFailure = (steps: ReadonlyArray<BatchStep>, error: AtomicStatementError) => {
       const step = steps[error.index]
       if (step?.kind === "set") {
+        if (setReplan.test(executor.explain(error.cause).detail)) return new Replan()
         const row = setMismatchRow.exec(executor.explain(error.cause).detail)
         const write = row === null ? undefined : step.writes[Number(row[1]) - 1]
         if (write !== undefined) return new VersionMismatchError({ key: write.key, expected: write.version })
@@ -826,21 +925,34 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         Effect.gen(function* () {
           if (mutations.length === 0) return []
           const created = time(yield* Clock.currentTimeMillis)
-          const planned = planBatch(yield* Effect.forEach(mutations, decodeMutation), created)
-          const steps = planned.map(([, step]) => step)
-          const results = yield* notifying(
-            run(
-              "mutateAll",
-              executor
+          const decoded = yield* Effect.forEach(mutations, decodeMutation)
+          // A plan from a read that a concurrent writer made stale is made again (the batch was
+          // rolled back), at last without reading.
+          const attempt = (
+            plans: number,
+          ): Effect.Effect<
+            ReadonlyArray<readonly [BatchStep, StatementResult]>,
+            SqlError | VersionMismatchError | StoreError
+          > =>
+            Effect.gen(function* () {
+              const existing = plans < maxPlans ? yield* existingKeys(decoded) : undefined
+              const planned = planBatch(decoded, created, existing)
+              const steps = planned.map(([, step]) => step)
+              const results = yield* executor
                 .atomic(planned.map(([statement]) => statement))
                 .pipe(
                   Effect.catchTag("AtomicStatementError", (error) => Effect.fail(batchFailure(steps, error))),
-                ),
-            ),
-          )
+                )
+              return results.map((result, i) => [steps[i]!, result] as const)
+            }).pipe(
+              Effect.catchIf(
+                (e): e is Replan => e instanceof Replan,
+                () => attempt(plans + 1),
+              ),
+            )
+          const results = yield* notifying(run("mutateAll", attempt(1)))
           const affected = mutations.map(() => 0)
-          results.forEach((result, i) => {
-            const step = steps[i]!
+          results.forEach(([step, result]) => {
             if (step.kind === "write") affected[step.mutation] = result.affected
             // every write of a set that passed its checks changed its row
             if (step.kind === "set") for (const write of step.writes) affected[write.mutation] = 1
