@@ -939,6 +939,37 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
       }),
     )
 
+    it.effect("concurrent getPrefix and getRange of many fibers each get their own pages", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        // cop/0/00 .. cop/9/09: ten prefixes of ten keys
+        const keys = Array.from(
+          { length: 100 },
+          (_, i) => `cop/${Math.floor(i / 10)}/${String(i % 10).padStart(2, "0")}`,
+        )
+        yield* store.mutateAll(keys.map((key) => Mutation.put(key, -1, key)))
+        const reads = Array.from({ length: 120 }, (_, n) => {
+          const group = n % 12 // 10 and 11 match nothing
+          const offset = n % 3
+          const limit = n % 4 === 0 ? undefined : n % 4
+          const inGroup = keys.filter((key) => key.startsWith(`cop/${group}/`))
+          const bounded = n % 2 === 0 ? inGroup : inGroup.filter((key) => key < `cop/${group}/05`)
+          const expected = bounded.slice(offset, limit === undefined ? undefined : offset + limit)
+          const page = { offset, ...(limit === undefined ? {} : { limit }) }
+          const read =
+            n % 2 === 0
+              ? store.getPrefix(`cop/${group}/`, page)
+              : store.getRange(`cop/${group}/`, `cop/${group}/05`, page)
+          return Effect.map(read, (records) => {
+            assert.deepStrictEqual(keysOf(records), expected, `read ${n}`)
+            for (const record of records) assert.strictEqual(record.value, record.key)
+          })
+        })
+        yield* Effect.all(reads, { concurrency: "unbounded", discard: true })
+        yield* store.deletePrefix("cop/")
+      }),
+    )
+
     it.effect("concurrent reads: a record that cannot be read fails only the reads of its key", () =>
       Effect.gen(function* () {
         const store = yield* Store

@@ -15,7 +15,10 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 
 export interface Options<Row, E> {
-  /** One query: the rows of these (distinct) keys, in any order; a key without a row is absent. */
+  /**
+   * One query: the rows of these (distinct) keys; a key without a row is absent. A key may have
+   * several rows (a key may stand for a whole query), which its caller gets in the order fetched.
+   */
   readonly fetch: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Row>, E>
   readonly keyOf: (row: Row) => string
   /** Reads in flight at most, before callers wait to share the next one. */
@@ -44,13 +47,23 @@ export const make = <Row, E>(options: Options<Row, E>): Coalescer<Row, E> => {
         for (const w of batch) Deferred.unsafeDone(w.deferred, exit)
         return Effect.void
       }
-      const byKey = new Map<string, Row>()
-      for (const row of exit.value) byKey.set(keyOf(row), row)
+      // a caller alone gets every row of its query
+      if (batch.length === 1) {
+        Deferred.unsafeDone(batch[0]!.deferred, exit)
+        return Effect.void
+      }
+      const byKey = new Map<string, Array<Row>>()
+      for (const row of exit.value) {
+        const key = keyOf(row)
+        const rows = byKey.get(key)
+        if (rows === undefined) byKey.set(key, [row])
+        else rows.push(row)
+      }
       for (const w of batch) {
         const rows: Array<Row> = []
         for (const key of w.keys) {
-          const row = byKey.get(key)
-          if (row !== undefined) rows.push(row)
+          const found = byKey.get(key)
+          if (found !== undefined) rows.push(...found)
         }
         Deferred.unsafeDone(w.deferred, Exit.succeed(rows))
       }

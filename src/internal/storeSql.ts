@@ -295,6 +295,59 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         )
     })()
 
+    /**
+     * Reads of key ranges (`getPrefix`, `getRange`, without a type) of different fibers share
+     * round trips on PostgreSQL like reads by key: one query for every range waiting, each
+     * with its page (`LATERAL`), its rows tagged with the range's request.
+     */
+    const readRange = (():
+      | ((range: ByRange, page: CheckedPage) => Effect.Effect<ReadonlyArray<RecordRow>, SqlError>)
+      | undefined => {
+      if (!isPg) return undefined
+      interface Requests {
+        readonly requests: ReadonlyArray<string>
+        readonly froms: ReadonlyArray<string>
+        readonly tos: ReadonlyArray<string>
+        readonly limits: ReadonlyArray<number | null>
+        readonly offsets: ReadonlyArray<number>
+      }
+      type Request = readonly [from: string, to: string, limit: number | null, offset: number]
+      const selectRanges = compiled<Requests, RecordRow & { readonly request: string }>(
+        (
+          p,
+        ) => sql`SELECT q."request", r.* FROM unnest(${p.requests}::text[], ${p.froms}::text[], ${p.tos}::text[],
+            ${p.limits}::bigint[], ${p.offsets}::bigint[]) WITH ORDINALITY AS q("request", "from", "to", "limit", "offset", "n")
+          CROSS JOIN LATERAL (SELECT ${columns} FROM kv_records WHERE "key" >= q."from" AND "key" < q."to"
+            ORDER BY "key" LIMIT q."limit" OFFSET q."offset") AS r
+          ORDER BY q."n", r."key"`,
+      )
+      const fetch = (requests: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<RecordRow>, SqlError> => {
+        const parsed = requests.map((request) => JSON.parse(request) as Request)
+        if (parsed.length === 1) {
+          const [from, to, limit, offset] = parsed[0]!
+          return selects.range.rows({ from, to, limit, offset })
+        }
+        return selectRanges.rows({
+          requests,
+          froms: parsed.map((r) => r[0]),
+          tos: parsed.map((r) => r[1]),
+          limits: parsed.map((r) => r[2]),
+          offsets: parsed.map((r) => r[3]),
+        })
+      }
+      const shared = ReadCoalescer.make({
+        fetch,
+        keyOf: (row: RecordRow) => (row as RecordRow & { readonly request: string }).request,
+        maxInFlight: 2,
+        maxKeys: 100,
+      })
+      return (range, page) =>
+        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) => {
+          const request = JSON.stringify([range.from, range.to, limit(page.limit), page.offset])
+          return Option.isSome(transaction) ? fetch([request]) : shared([request])
+        })
+    })()
+
     // The conditions of reads and deletes by key range or type; each read and delete below is
     // compiled once per condition, with the page (`limit`, `offset`) as parameters.
     interface ByRange {
@@ -376,6 +429,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
     /** The read of a key range (of one type, when given). */
     const selectRange = (range: KeyRange, page: CheckedPage, type: string | undefined) => {
+      if (readRange !== undefined && type === undefined && range.to !== undefined) {
+        return readRange({ from: range.from, to: range.to }, page)
+      }
       const bounds = { ...paged(page), from: range.from }
       if (range.to === undefined) {
         return type === undefined ? selects.from.rows(bounds) : selects.fromOfType.rows({ ...bounds, type })
