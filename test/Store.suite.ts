@@ -1054,6 +1054,25 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
       }),
     )
 
+    it.effect("a batch's stream records are in mutation order also for keys past U+FFFF", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        // in UTF-16 code units "😀" (U+1F600) sorts before "～" (U+FF5E); in code points after
+        const keys = ["cp/a", "cp/😀", "cp/～", "cp/😀😀"]
+        for (const version of [0, 1, -1]) {
+          const before = yield* store.streamSeq()
+          yield* store.mutateAll(keys.map((key) => Mutation.put(key, version, version)))
+          const records = yield* store.stream("all", before + 1)
+          assert.deepStrictEqual(
+            records.map((r) => r.record.key),
+            keys,
+            `version ${version}`,
+          )
+        }
+        assert.strictEqual(yield* store.deletePrefix("cp/"), keys.length)
+      }),
+    )
+
     it.effect("a mixed batch gives the results and stream records of its mutations one at a time", () =>
       Effect.gen(function* () {
         const store = yield* Store

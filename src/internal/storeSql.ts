@@ -154,7 +154,7 @@ const continuesRun = (
   if (
     previous.op !== next.op ||
     Math.sign(previous.version) !== Math.sign(next.version) ||
-    previous.key >= next.key
+    !codePointLess(previous.key, next.key)
   ) {
     return false
   }
@@ -162,6 +162,24 @@ const continuesRun = (
   // A create and an update in one statement would append their stream records per kind.
   const before = exists(previous.key)
   return before !== undefined && before === exists(next.key)
+}
+
+/** A UTF-16 code unit, moved so that code units compare in code point order (surrogates last). */
+const inCodePointOrder = (unit: number): number =>
+  unit >= 0xd800 ? (unit <= 0xdfff ? unit + 0x2000 : unit - 0x800) : unit
+
+/**
+ * `a < b` in code point order, the order of PostgreSQL's "C" collation and SQLite's BINARY
+ * (JavaScript's `<` compares UTF-16 code units, which puts U+E000..U+FFFF after the others).
+ */
+export const codePointLess = (a: string, b: string): boolean => {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x !== y) return inCodePointOrder(x) < inCodePointOrder(y)
+  }
+  return a.length < b.length
 }
 
 /** Runs shorter than this keep one statement per mutation. */
