@@ -18,6 +18,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -96,6 +97,10 @@ export const prefixSuccessor = (prefix: string): string | undefined => {
   }
   return undefined
 }
+
+/** Whether the caller runs inside a transaction of the client (a read then stays in it). */
+const inTransaction = (context: Context.Context<never>): boolean =>
+  Option.isSome(Context.getOption(context, SqlClient.TransactionConnection))
 
 /** RqliteClient's TypeId (not imported: the SQLite and PostgreSQL bundles must not load that client). */
 const rqliteClientId = Symbol.for("effect-kv/RqliteClient")
@@ -308,8 +313,8 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       })
       if (!isPg) return shared
       return (keys) =>
-        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
-          Option.isSome(transaction) ? selectRows(keys) : shared(keys),
+        Effect.contextWithEffect((context: Context.Context<never>) =>
+          inTransaction(context) ? selectRows(keys) : shared(keys),
         )
     })()
 
@@ -360,9 +365,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         maxKeys: 100,
       })
       return (range, page) =>
-        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) => {
+        Effect.contextWithEffect((context: Context.Context<never>) => {
           const request = JSON.stringify([range.from, range.to, limit(page.limit), page.offset])
-          return Option.isSome(transaction) ? fetch([request]) : shared([request])
+          return inTransaction(context) ? fetch([request]) : shared([request])
         })
     })()
 
