@@ -4,10 +4,14 @@
  *
  *   npm run bench:store                 # every backend
  *   npm run bench:store -- sqlite pg    # some of them (sqlite, postgres, rqlite)
+ *   npm run bench:store -- --only=get   # some operations (get, put, patch, getPrefix)
+ *   npm run bench:store -- --batch      # big mutateAll batches instead (with backends as above)
  *
  * Needs the local PostgreSQL (KV_POSTGRES_URL) and starts its own rqlite server.
  * Prints, per backend, operation and fiber count: ops/s, p50 and p99 latency, and the
- * ratio store/raw.
+ * ratio store/raw. With `--batch`: the time of one `mutateAll` of 10,000 creates (version 0),
+ * then of 10,000 version-checked updates of them, then of 10,000 unconditional puts, and of a
+ * 10,000-mutation batch whose stale version in the middle rolls it back.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -337,7 +341,9 @@ const runBackend = async (backend: Backend) => {
     // the store's layer created the tables; the raw driver uses them as they are
     raw = backend.raw()
     const driver = raw
-    for (const operation of operations) {
+    for (const operation of operations.filter(
+      (op) => onlyOperations === undefined || onlyOperations.includes(op),
+    )) {
       for (const fibers of fiberCounts) {
         const n = backend.ops(fibers)
         // warm up both paths (prepared statements, connections, JIT)
@@ -369,9 +375,66 @@ const runBackend = async (backend: Backend) => {
   return lines
 }
 
+// --- big batches (--batch) -----------------------------------------------------------
+
+const batchSize = 10_000
+
+const runBatches = async (backend: Backend) => {
+  const runtime = ManagedRuntime.make(backend.layer)
+  const keys = Array.from({ length: batchSize }, (_, i) => `batch/${String(i).padStart(5, "0")}`)
+  const cases: ReadonlyArray<readonly [string, ReadonlyArray<Mutation>, boolean]> = [
+    ["creates (version 0)", keys.map((key, i) => Mutation.put(key, 0, recordValue(i))), true],
+    ["updates (version 1)", keys.map((key, i) => Mutation.put(key, 1, recordValue(i + 1))), true],
+    ["puts (version -1)", keys.map((key, i) => Mutation.put(key, -1, recordValue(i + 2))), true],
+    ["patches (version 3)", keys.map((key, i) => Mutation.patch(key, 3, patchOf(i))), true],
+    [
+      "stale in the middle",
+      keys.map((key, i) => Mutation.put(key, i === batchSize / 2 ? 1 : 4, recordValue(i))),
+      false,
+    ],
+  ]
+  try {
+    // build the layer (connections, migrations) before timing
+    await runtime.runPromise(Effect.flatMap(Store, (store) => store.count()))
+    for (const [what, mutations, succeeds] of cases) {
+      const start = performance.now()
+      const outcome = await runtime.runPromise(
+        Effect.either(Effect.flatMap(Store, (store) => store.mutateAll(mutations))),
+      )
+      const elapsed = performance.now() - start
+      if ((outcome._tag === "Right") !== succeeds) throw new Error(`${what}: unexpected ${outcome._tag}`)
+      console.log(
+        [
+          backend.name.padEnd(8),
+          what.padEnd(20),
+          String(mutations.length).padStart(9),
+          format(elapsed, 0).padStart(8),
+        ].join(" | "),
+      )
+    }
+  } finally {
+    await runtime.dispose()
+    await backend.cleanup()
+  }
+}
+
+const onlyArgument = process.argv.find((arg) => arg.startsWith("--only="))
+const onlyOperations = onlyArgument?.slice("--only=".length).split(",")
+
 const main = async () => {
-  const wanted = new Set(process.argv.slice(2).map((name) => (name === "pg" ? "postgres" : name)))
+  const args = process.argv.slice(2).filter((arg) => !arg.startsWith("--only="))
+  const batch = args.includes("--batch")
+  const wanted = new Set(
+    args.filter((arg) => arg !== "--batch").map((name) => (name === "pg" ? "postgres" : name)),
+  )
   const pick = (name: string) => wanted.size === 0 || wanted.has(name)
+  if (batch) {
+    console.log(`${"backend".padEnd(8)} | ${"mutateAll".padEnd(20)} | mutations | ${"ms".padStart(8)}`)
+    if (pick("sqlite")) await runBatches(sqliteBackend())
+    if (pick("postgres")) await runBatches(await postgresBackend())
+    if (pick("rqlite")) await runBatches(await rqliteBackend())
+    return
+  }
   console.log(
     `${"backend".padEnd(8)} | ${"operation".padEnd(9)} | fibers | ${"store/s".padStart(10)} | ${"p50 ms".padStart(8)} | ${"p99 ms".padStart(8)} | ${"raw/s".padStart(10)} | ${"p50 ms".padStart(8)} | ${"p99 ms".padStart(8)} | ratio`,
   )

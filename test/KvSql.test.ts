@@ -40,6 +40,17 @@ const sharedClient = Effect.gen(function* () {
         yield* sql`INSERT INTO app_users (id, name) VALUES ('2', 'Grace')`
         yield* store.put("user/2", 0, { name: "Grace" })
         yield* store.mutateAll([Mutation.put("user/3", 0, { name: "Edsger" }), Mutation.delete("user/1")])
+        // reads inside the transaction see its writes (concurrent ones too: they are not coalesced out of it)
+        const [two, batch, prefix] = yield* Effect.all(
+          [store.get("user/2"), store.getBatch(["user/1", "user/2", "user/3"]), store.getPrefix("user/")],
+          { concurrency: "unbounded" },
+        )
+        assert.deepStrictEqual(Option.getOrThrow(two).value, { name: "Grace" })
+        assert.deepStrictEqual([...batch.keys()].sort(), ["user/2", "user/3"])
+        assert.deepStrictEqual(
+          prefix.map((record) => record.key),
+          ["user/2", "user/3"],
+        )
         return yield* Effect.fail(new Rollback())
       }),
     )

@@ -15,7 +15,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import { maxDepth } from "../src/Arguments.js"
-import { type KvRecord, Mutation, Store, type StreamRecord } from "../src/Store.js"
+import { type KvRecord, Mutation, Store, type StreamRecord, VersionMismatchError } from "../src/Store.js"
 import { typed } from "../src/TypedStore.js"
 
 const value = (record: Option.Option<KvRecord>) => Option.getOrThrow(record).value
@@ -929,6 +929,284 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
           )
         }
         yield* store.deletePrefix("order/")
+      }),
+    )
+
+    it.effect("concurrent gets and getBatches of many fibers each get their own records", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const users = yield* typed(User)
+        const keyOf = (i: number) => `co/${String(i).padStart(3, "0")}`
+        // even keys exist, odd ones do not
+        const present = Array.from({ length: 60 }, (_, i) => keyOf(i * 2))
+        yield* store.mutateAll(present.map((key, i) => Mutation.put(key, -1, { key, i })))
+        yield* Effect.forEach([0, 1, 2], (i) =>
+          users.put(`co/user/${i}`, -1, new User({ name: `u${i}`, age: i })),
+        )
+        const expectedValue = (key: string) => {
+          const i = present.indexOf(key)
+          return i < 0 ? undefined : { key, i }
+        }
+        const reads = Array.from({ length: 300 }, (_, n) => {
+          switch (n % 4) {
+            case 0:
+            case 1: {
+              const key = keyOf(n % 120)
+              return Effect.map(store.get(key), (found) => {
+                assert.deepStrictEqual(
+                  Option.getOrUndefined(Option.map(found, (r) => [r.key, r.value])),
+                  expectedValue(key) === undefined ? undefined : [key, expectedValue(key)],
+                  `get ${key}`,
+                )
+              })
+            }
+            case 2: {
+              const keys = [keyOf(n % 120), keyOf((n * 7) % 120), keyOf((n * 13 + 1) % 120), "co/none"]
+              return Effect.map(store.getBatch(keys), (found) => {
+                const wanted = [...new Set(keys)].filter((key) => expectedValue(key) !== undefined)
+                assert.deepStrictEqual([...found.keys()].sort(), wanted.sort(), `getBatch ${keys}`)
+                for (const key of wanted) assert.deepStrictEqual(found.get(key)?.value, expectedValue(key))
+              })
+            }
+            default: {
+              const i = n % 5
+              return Effect.map(users.get(`co/user/${i}`), (found) => {
+                if (i < 3) assert.strictEqual(Option.getOrThrow(found).value.name, `u${i}`)
+                else assert.isTrue(Option.isNone(found))
+              })
+            }
+          }
+        })
+        yield* Effect.all(reads, { concurrency: "unbounded", discard: true })
+        yield* store.deletePrefix("co/")
+      }),
+    )
+
+    it.effect("concurrent getPrefix and getRange of many fibers each get their own pages", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        // cop/0/00 .. cop/9/09: ten prefixes of ten keys
+        const keys = Array.from(
+          { length: 100 },
+          (_, i) => `cop/${Math.floor(i / 10)}/${String(i % 10).padStart(2, "0")}`,
+        )
+        yield* store.mutateAll(keys.map((key) => Mutation.put(key, -1, key)))
+        const reads = Array.from({ length: 120 }, (_, n) => {
+          const group = n % 12 // 10 and 11 match nothing
+          const offset = n % 3
+          const limit = n % 4 === 0 ? undefined : n % 4
+          const inGroup = keys.filter((key) => key.startsWith(`cop/${group}/`))
+          const bounded = n % 2 === 0 ? inGroup : inGroup.filter((key) => key < `cop/${group}/05`)
+          const expected = bounded.slice(offset, limit === undefined ? undefined : offset + limit)
+          const page = { offset, ...(limit === undefined ? {} : { limit }) }
+          const read =
+            n % 2 === 0
+              ? store.getPrefix(`cop/${group}/`, page)
+              : store.getRange(`cop/${group}/`, `cop/${group}/05`, page)
+          return Effect.map(read, (records) => {
+            assert.deepStrictEqual(keysOf(records), expected, `read ${n}`)
+            for (const record of records) assert.strictEqual(record.value, record.key)
+          })
+        })
+        yield* Effect.all(reads, { concurrency: "unbounded", discard: true })
+        yield* store.deletePrefix("cop/")
+      }),
+    )
+
+    it.effect("concurrent reads: a record that cannot be read fails only the reads of its key", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const sql = yield* SqlClient.SqlClient
+        const keys = Array.from({ length: 20 }, (_, i) => `cobad/${String(i).padStart(2, "0")}`)
+        yield* store.mutateAll(keys.map((key) => Mutation.put(key, -1, key)))
+        yield* sql`UPDATE kv_records SET value = 'not json' WHERE key = 'cobad/07'`
+        const read = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.either(Effect.map(effect, (a): unknown => a))
+        const outcomes = yield* Effect.all(
+          [
+            ...keys.map((key) => read(store.get(key))),
+            read(store.getBatch(["cobad/01", "cobad/07"])),
+            read(store.getBatch(["cobad/02", "cobad/03"])),
+          ],
+          { concurrency: "unbounded" },
+        )
+        outcomes.forEach((outcome, i) => {
+          const bad = i === 7 || i === keys.length
+          assert.strictEqual(Either.isLeft(outcome), bad, `read ${i}`)
+          if (Either.isLeft(outcome)) {
+            assert.strictEqual(outcome.left._tag, "StoreError")
+            assert.include(outcome.left.message, "could not be read")
+          }
+        })
+        const good = Either.getOrThrow(outcomes[keys.length + 1]!) as ReadonlyMap<string, KvRecord>
+        assert.deepStrictEqual([...good.keys()].sort(), ["cobad/02", "cobad/03"])
+        assert.deepStrictEqual(
+          Option.getOrThrow(Either.getOrThrow(outcomes[3]!) as Option.Option<KvRecord>).value,
+          "cobad/03",
+        )
+        yield* sql`DELETE FROM kv_records WHERE key = 'cobad/07'`
+        yield* store.streamTrim(yield* store.streamSeq())
+        yield* store.deletePrefix("cobad/")
+      }),
+    )
+
+    it.effect("a 10,000-mutation batch with a stale version in the middle writes nothing", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const keys = Array.from({ length: 10_000 }, (_, i) => `big/${String(i).padStart(5, "0")}`)
+        const created = yield* store.mutateAll(keys.map((key, i) => Mutation.put(key, 0, { i })))
+        assert.isTrue(created.length === keys.length && created.every((n) => n === 1))
+        const seq = yield* store.streamSeq()
+        const count = yield* store.count()
+        const cases: ReadonlyArray<readonly [ReadonlyArray<Mutation>, number]> = [
+          [keys.map((key, i) => Mutation.put(key, i === 5_000 ? 7 : 1, "new")), 5_000],
+          [keys.map((key, i) => Mutation.patch(key, i === 5_000 ? 0 : 1, { x: 1 })), 5_000],
+          [keys.map((key, i) => Mutation.put(`${key}/new`, i === 9_999 ? 3 : 0, i)), 9_999],
+        ]
+        for (const [stale, at] of cases) {
+          const error = yield* Effect.flip(store.mutateAll(stale))
+          const { key, version } = stale[at] as { key: string; version: number }
+          assert.strictEqual(error._tag, "VersionMismatchError")
+          assert.strictEqual(error.message, new VersionMismatchError({ key, expected: version }).message)
+          if (error._tag === "VersionMismatchError") {
+            assert.strictEqual(error.key, key)
+            assert.strictEqual(error.expected, version)
+          }
+          assert.strictEqual(yield* store.streamSeq(), seq)
+          assert.strictEqual(yield* store.count(), count)
+        }
+        const sample = yield* store.getBatch(["big/00000", "big/04999", "big/09999"])
+        assert.deepStrictEqual(
+          [...sample.values()].map((r) => [r.version, r.value]),
+          [
+            [1, { i: 0 }],
+            [1, { i: 4_999 }],
+            [1, { i: 9_999 }],
+          ],
+        )
+        const updated = yield* store.mutateAll(keys.map((key) => Mutation.put(key, 1, "new")))
+        assert.isTrue(updated.every((n) => n === 1))
+        assert.strictEqual(yield* store.streamSeq(), seq + keys.length)
+        const records = yield* store.stream("all", seq + 1)
+        assert.deepStrictEqual(
+          records.map((r) => r.record.key),
+          keys,
+        )
+        assert.isTrue(records.every((r) => r.action === "update" && r.record.version === 2))
+        assert.strictEqual(yield* store.deletePrefix("big/"), keys.length)
+      }),
+    )
+
+    it.effect("a batch's stream records are in mutation order also for keys past U+FFFF", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        // in UTF-16 code units "😀" (U+1F600) sorts before "～" (U+FF5E); in code points after
+        const keys = ["cp/a", "cp/😀", "cp/～", "cp/😀😀"]
+        for (const version of [0, 1, -1]) {
+          const before = yield* store.streamSeq()
+          yield* store.mutateAll(keys.map((key) => Mutation.put(key, version, version)))
+          const records = yield* store.stream("all", before + 1)
+          assert.deepStrictEqual(
+            records.map((r) => r.record.key),
+            keys,
+            `version ${version}`,
+          )
+        }
+        assert.strictEqual(yield* store.deletePrefix("cp/"), keys.length)
+      }),
+    )
+
+    it.effect("a mixed batch gives the results and stream records of its mutations one at a time", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const mixed = (p: string) => [
+          Mutation.put(`${p}/e`, 0, { e: 1 }),
+          Mutation.put(`${p}/f`, 0, { f: 1 }, { type: "Eff" }),
+          Mutation.put(`${p}/g`, 0, [1]),
+          Mutation.put(`${p}/a`, 1, { a: 2 }),
+          Mutation.put(`${p}/b`, 1, { b: 2 }),
+          Mutation.put(`${p}/c`, 1, "c2", { type: "Sea" }),
+          Mutation.patch(`${p}/d`, 1, { p: 1, d: null }),
+          Mutation.patch(`${p}/e`, 1, { q: 2 }, { type: "Patched" }),
+          Mutation.delete(`${p}/x1`),
+          Mutation.put(`${p}/a`, 2, { a: 3 }),
+          Mutation.put(`${p}/h`, -1, "h"),
+          Mutation.patch(`${p}/i`, 0, { i: 1 }),
+          Mutation.patch(`${p}/j`, 0, { j: 1 }, { type: "Jay" }),
+          Mutation.delete(`${p}/missing`),
+          Mutation.deletePrefix(`${p}/x`),
+          Mutation.put(`${p}/b`, 2, "b3"),
+          Mutation.put(`${p}/a`, 3, "a4"),
+          Mutation.patch(`${p}/k`, -1, { k: 1 }),
+          Mutation.patch(`${p}/l`, -1, { l: 1 }),
+          Mutation.put(`${p}/c`, -1, "c3"),
+          Mutation.put(`${p}/d`, -1, "d3", { type: "Dee" }),
+          Mutation.put(`${p}/m`, -1, "m"),
+          Mutation.delete(`${p}/e`),
+          Mutation.put(`${p}/e`, -1, "e3"),
+          Mutation.put(`${p}/f`, -1, "f3"),
+          Mutation.put(`${p}/g`, -1, "g3"),
+        ]
+        const setUp = (p: string) =>
+          store.mutateAll(
+            ["a", "b", "c", "d", "x1", "x2"].map((k) => Mutation.put(`${p}/${k}`, -1, { [k]: 1, d: 0 })),
+          )
+        const history = (p: string, from: number) =>
+          Effect.map(store.stream("all", from), (records) =>
+            records.map((r) => [
+              r.action,
+              r.record.key.slice(p.length),
+              r.record.version,
+              r.record.value,
+              r.record.type,
+            ]),
+          )
+        const state = (p: string) =>
+          Effect.map(store.getPrefix(`${p}/`), (records) =>
+            records.map((r) => [r.key.slice(p.length), r.version, r.value, r.type]),
+          )
+        yield* setUp("mix1")
+        const from1 = (yield* store.streamSeq()) + 1
+        const together = yield* store.mutateAll(mixed("mix1"))
+        const history1 = yield* history("mix1", from1)
+        yield* setUp("mix2")
+        const from2 = (yield* store.streamSeq()) + 1
+        const oneByOne = yield* Effect.forEach(mixed("mix2"), (m) => store.mutateAll([m]))
+        const history2 = yield* history("mix2", from2)
+        assert.deepStrictEqual(together, oneByOne.flat())
+        assert.deepStrictEqual(
+          together,
+          [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        )
+        assert.deepStrictEqual(history1, history2)
+        assert.deepStrictEqual(
+          history1.map(([action, key]) => `${action} ${key}`),
+          ["e", "f", "g"]
+            .map((k) => `create /${k}`)
+            .concat(["a", "b", "c", "d", "e"].map((k) => `update /${k}`))
+            .concat(["delete /x1", "update /a", "create /h", "create /i", "create /j", "delete /x2"])
+            .concat([
+              "update /b",
+              "update /a",
+              "create /k",
+              "create /l",
+              "update /c",
+              "update /d",
+              "create /m",
+            ])
+            .concat(["delete /e", "create /e", "update /f", "update /g"]),
+        )
+        assert.deepStrictEqual(yield* state("mix1"), yield* state("mix2"))
+        const patched = history1.find(([action, key]) => action === "update" && key === "/e")!
+        assert.deepStrictEqual([patched[3], patched[4]], [{ e: 1, q: 2 }, "Patched"])
+        assert.strictEqual((yield* store.get("mix1/d")).pipe(Option.getOrThrow).type, "Dee")
+        assert.deepStrictEqual(history1.find(([action, key]) => action === "update" && key === "/d")![3], {
+          p: 1,
+        })
+        assert.strictEqual((yield* store.get("mix1/j")).pipe(Option.getOrThrow).type, "Jay")
+        assert.strictEqual((yield* store.get("mix1/i")).pipe(Option.getOrThrow).type, "object")
+        yield* store.deletePrefix("mix1/")
+        yield* store.deletePrefix("mix2/")
       }),
     )
 
