@@ -73,6 +73,44 @@ describe("ReadCoalescer", () => {
     }),
   )
 
+  it.effect("callers waiting for the same one key all get its query's rows, named or not", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      let queries = 0
+      // like a range's page: a query of one request whose rows do not name it
+      const read = ReadCoalescer.make<Row, never>({
+        fetch: (keys) =>
+          Effect.gen(function* () {
+            if (++queries === 1) yield* Deferred.await(gate)
+            return keys.length === 1
+              ? [
+                  { key: "row-a", value: 1 },
+                  { key: "row-b", value: 2 },
+                ]
+              : []
+          }),
+        keyOf: (row) => row.key,
+        maxInFlight: 1,
+        maxKeys: 5,
+      })
+      const first = yield* Effect.fork(read(["page"]))
+      yield* settle
+      const same = yield* Effect.fork(
+        Effect.all([read(["page"]), read(["page"]), read(["page"])], { concurrency: "unbounded" }),
+      )
+      yield* settle
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(first)
+      const rows = yield* Fiber.join(same)
+      assert.strictEqual(queries, 2)
+      for (const got of rows)
+        assert.deepStrictEqual(
+          got.map((row) => row.key),
+          ["row-a", "row-b"],
+        )
+    }),
+  )
+
   it.effect("a failed query fails each of its callers, and only them", () =>
     Effect.gen(function* () {
       const { gate, queries, read } = yield* setUp(1)

@@ -1009,6 +1009,12 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
           })
         })
         yield* Effect.all(reads, { concurrency: "unbounded", discard: true })
+        // many fibers asking for the same page at once each get all of it
+        const same = yield* Effect.all(
+          Array.from({ length: 30 }, () => store.getPrefix("cop/3/", { limit: -1 })),
+          { concurrency: "unbounded" },
+        )
+        for (const records of same) assert.deepStrictEqual(keysOf(records), keys.slice(30, 40))
         yield* store.deletePrefix("cop/")
       }),
     )

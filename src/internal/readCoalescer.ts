@@ -41,15 +41,17 @@ export const make = <Row, E>(options: Options<Row, E>): Coalescer<Row, E> => {
   let waiting: Array<Waiting<Row, E>> = []
 
   /** One query for `batch`; each caller gets the rows of its keys, or the query's failure. */
-  const runShared = (batch: ReadonlyArray<Waiting<Row, E>>) =>
-    Effect.flatMap(Effect.exit(fetch([...new Set(batch.flatMap((w) => w.keys))])), (exit) => {
+  const runShared = (batch: ReadonlyArray<Waiting<Row, E>>) => {
+    const keys = [...new Set(batch.flatMap((w) => w.keys))]
+    return Effect.flatMap(Effect.exit(fetch(keys)), (exit) => {
       if (Exit.isFailure(exit)) {
         for (const w of batch) Deferred.unsafeDone(w.deferred, exit)
         return Effect.void
       }
-      // a caller alone gets every row of its query
-      if (batch.length === 1) {
-        Deferred.unsafeDone(batch[0]!.deferred, exit)
+      // a caller alone gets every row of its query; so do callers who all asked for the same
+      // one key (a query of one key may return rows that do not name it: a range's page)
+      if (batch.length === 1 || keys.length === 1) {
+        for (const w of batch) Deferred.unsafeDone(w.deferred, w.keys.length === 0 ? Exit.succeed([]) : exit)
         return Effect.void
       }
       const byKey = new Map<string, Array<Row>>()
@@ -69,6 +71,7 @@ export const make = <Row, E>(options: Options<Row, E>): Coalescer<Row, E> => {
       }
       return Effect.void
     })
+  }
 
   /** Starts shared queries for the callers waiting, as far as reads in flight allow. */
   const startWaiting: Effect.Effect<void> = Effect.suspend(() => {
