@@ -4,6 +4,7 @@
  *
  *   npm run bench:store                 # every backend
  *   npm run bench:store -- sqlite pg    # some of them (sqlite, postgres, rqlite)
+ *   npm run bench:store -- --no-spans   # the store layers with `spans: false`
  *
  * Needs the local PostgreSQL (KV_POSTGRES_URL) and starts its own rqlite server.
  * Prints, per backend, operation and fiber count: ops/s, p50 and p99 latency, and the
@@ -158,12 +159,15 @@ const rawOperation = (raw: RawDriver, operation: Operation) => (i: number) => {
 
 // --- backends --------------------------------------------------------------------
 
+/** `--no-spans`: the layers without their spans (`spans: false`), to measure what spans cost. */
+const spans = !process.argv.includes("--no-spans")
+
 const sqliteBackend = (): Backend => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-bench-"))
   const filename = path.join(dir, "bench.db")
   return {
     name: "sqlite",
-    layer: KvSqlite.layer({ filename }),
+    layer: KvSqlite.layer({ filename, spans }),
     ops: (fibers) => (fibers === 1 ? 20_000 : 20_000),
     cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
     raw: () => {
@@ -200,7 +204,7 @@ const postgresBackend = async (): Promise<Backend> => {
   const scratch = await createScratchDatabase()
   return {
     name: "postgres",
-    layer: KvPostgres.layer({ url: scratch.url }),
+    layer: KvPostgres.layer({ url: scratch.url, spans }),
     ops: (fibers) => (fibers === 1 ? 3_000 : 10_000),
     cleanup: () => scratch.drop(),
     raw: () => {
@@ -253,7 +257,7 @@ const rqliteBackend = async (): Promise<Backend> => {
   )
   return {
     name: "rqlite",
-    layer: KvRqlite.layer({ url: server.url }),
+    layer: KvRqlite.layer({ url: server.url, spans }),
     ops: (fibers) => (fibers === 1 ? 1_000 : 3_000),
     cleanup: () => server.stop(),
     raw: () => {
@@ -370,7 +374,12 @@ const runBackend = async (backend: Backend) => {
 }
 
 const main = async () => {
-  const wanted = new Set(process.argv.slice(2).map((name) => (name === "pg" ? "postgres" : name)))
+  const wanted = new Set(
+    process.argv
+      .slice(2)
+      .filter((arg) => !arg.startsWith("--"))
+      .map((name) => (name === "pg" ? "postgres" : name)),
+  )
   const pick = (name: string) => wanted.size === 0 || wanted.has(name)
   console.log(
     `${"backend".padEnd(8)} | ${"operation".padEnd(9)} | fibers | ${"store/s".padStart(10)} | ${"p50 ms".padStart(8)} | ${"p99 ms".padStart(8)} | ${"raw/s".padStart(10)} | ${"p50 ms".padStart(8)} | ${"p99 ms".padStart(8)} | ratio`,
