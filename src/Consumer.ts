@@ -307,7 +307,7 @@ const defaultBatchSize = 100
 /** When this instance extends the lock it holds next; `None`: it does not hold it. */
 type Lease = Option.Option<{ readonly renewAt: number }>
 
-/** At most this many observations of the stream's end are kept per instance (see `lagOf`). */
+/** At most this many observations of the stream's end are kept per instance (see `lagGauges`). */
 const maxSightings = 1024
 
 /**
