@@ -5,6 +5,7 @@
  *   npm run bench:store                 # every backend
  *   npm run bench:store -- sqlite pg    # some of them (sqlite, postgres, rqlite)
  *   npm run bench:store -- --no-spans   # the store layers with `spans: false`
+ *   npm run bench:store -- --traced     # with a tracer installed: the spans are made
  *
  * Needs the local PostgreSQL (KV_POSTGRES_URL) and starts its own rqlite server.
  * Prints, per backend, operation and fiber count: ops/s, p50 and p99 latency, and the
@@ -16,8 +17,9 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import Sqlite from "better-sqlite3"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Tracer from "effect/Tracer"
 import pg from "pg"
 import { Agent, request } from "undici"
 import * as KvPostgres from "../src/layers/Postgres.js"
@@ -161,6 +163,17 @@ const rawOperation = (raw: RawDriver, operation: Operation) => (i: number) => {
 
 /** `--no-spans`: the layers without their spans (`spans: false`), to measure what spans cost. */
 const spans = !process.argv.includes("--no-spans")
+
+/**
+ * `--traced`: a tracer of the application's (Effect's own one, as another object), so that the
+ * spans are made as under an exporter; without it the store runs under Effect's built-in
+ * tracer, where it makes none.
+ */
+const tracing = (layer: Layer.Layer<Store, unknown>): Layer.Layer<Store, unknown> => {
+  if (!process.argv.includes("--traced")) return layer
+  const builtIn = Effect.runSync(Effect.tracer)
+  return Layer.merge(layer, Layer.setTracer(Tracer.make({ span: builtIn.span, context: builtIn.context })))
+}
 
 const sqliteBackend = (): Backend => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-bench-"))
@@ -327,7 +340,7 @@ const format = (n: number, digits = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
 const runBackend = async (backend: Backend) => {
-  const runtime = ManagedRuntime.make(backend.layer)
+  const runtime = ManagedRuntime.make(tracing(backend.layer))
   const lines: Array<string> = []
   let raw: RawDriver | undefined
   try {

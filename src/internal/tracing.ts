@@ -10,8 +10,11 @@
  * added later cannot go untraced by accident; `false` leaves one out (subscriptions that last
  * as long as their scope: a span per wake-up source would only measure its life).
  *
- * Spans skip the stack trace Effect captures by default (one `new Error()` per call, the
- * largest part of a span's cost on the SQLite hot path).
+ * A span costs several microseconds in Effect 3 (as much as a SQLite point read), so the spans
+ * are only made when the application installed a tracer (`@effect/opentelemetry`'s layers,
+ * `Effect.withTracer`, ...): under Effect's built-in tracer, which exports nothing, an operation
+ * runs as it is, for the price of one look at the current tracer. They skip the stack trace
+ * Effect captures by default (one `new Error()` per span).
  */
 import * as Effect from "effect/Effect"
 import type { SchedulerService } from "../Scheduler.js"
@@ -45,6 +48,9 @@ export type Spec<S> = {
 
 const noAttributes: Attributes = {}
 
+/** Effect's own tracer, the one of the default services: its spans go nowhere. */
+const builtInTracer = Effect.runSync(Effect.tracer)
+
 /** The service with every operation of `spec` in a span `prefix.name`. */
 export const traced = <S extends object>(prefix: string, service: S, spec: Spec<S>): S => {
   const out: Record<string, unknown> = { ...(service as Record<string, unknown>) }
@@ -56,12 +62,18 @@ export const traced = <S extends object>(prefix: string, service: S, spec: Spec<
     const attributesOf = typeof operation === "function" ? operation : operation.attributes
     const resultOf = typeof operation === "function" ? undefined : operation.result
     const wrap = (effect: Effect.Effect<unknown, unknown, unknown>, args: ReadonlyArray<unknown>) =>
-      Effect.withSpan(
-        resultOf === undefined
+      Effect.tracerWith((tracer) =>
+        tracer === builtInTracer
           ? effect
-          : Effect.tap(effect, (a) => Effect.annotateCurrentSpan(resultOf(a) as Record<string, unknown>)),
-        spanName,
-        { attributes: attributesOf(...args), captureStackTrace: false },
+          : Effect.withSpan(
+              resultOf === undefined
+                ? effect
+                : Effect.tap(effect, (a) =>
+                    Effect.annotateCurrentSpan(resultOf(a) as Record<string, unknown>),
+                  ),
+              spanName,
+              { attributes: attributesOf(...args), captureStackTrace: false },
+            ),
       )
     out[name] =
       typeof original === "function"
