@@ -35,7 +35,8 @@ export interface SqlConfig {
   /**
    * A span per Store, Scheduler and Consumer operation (`kv.store.get`, `kv.scheduler.lock`,
    * `kv.consumer.get`, ...; see README, "Observability"); default true. `false` leaves them
-   * out (a span costs a few microseconds, much of a SQLite point read).
+   * out. Spans are only made under a tracer the application installed (see `internal/tracing.ts`):
+   * a span costs several microseconds, as much as a SQLite point read.
    */
   readonly spans?: boolean | undefined
 }
