@@ -6,6 +6,8 @@
  *   npm run bench:store -- sqlite pg    # some of them (sqlite, postgres, rqlite)
  *   npm run bench:store -- --only=get   # some operations (get, put, patch, getPrefix)
  *   npm run bench:store -- --batch      # big mutateAll batches instead (with backends as above)
+ *   npm run bench:store -- --no-spans   # the store layers with `spans: false`
+ *   npm run bench:store -- --traced     # with a tracer installed: the spans are made
  *
  * Needs the local PostgreSQL (KV_POSTGRES_URL) and starts its own rqlite server.
  * Prints, per backend, operation and fiber count: ops/s, p50 and p99 latency, and the
@@ -19,8 +21,9 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import Sqlite from "better-sqlite3"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Tracer from "effect/Tracer"
 import pg from "pg"
 import { Agent, request } from "undici"
 import * as KvPostgres from "../src/layers/Postgres.js"
@@ -162,12 +165,26 @@ const rawOperation = (raw: RawDriver, operation: Operation) => (i: number) => {
 
 // --- backends --------------------------------------------------------------------
 
+/** `--no-spans`: the layers without their spans (`spans: false`), to measure what spans cost. */
+const spans = !process.argv.includes("--no-spans")
+
+/**
+ * `--traced`: a tracer of the application's (Effect's own one, as another object), so that the
+ * spans are made as under an exporter; without it the store runs under Effect's built-in
+ * tracer, where it makes none.
+ */
+const tracing = (layer: Layer.Layer<Store, unknown>): Layer.Layer<Store, unknown> => {
+  if (!process.argv.includes("--traced")) return layer
+  const builtIn = Effect.runSync(Effect.tracer)
+  return Layer.merge(layer, Layer.setTracer(Tracer.make({ span: builtIn.span, context: builtIn.context })))
+}
+
 const sqliteBackend = (): Backend => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-bench-"))
   const filename = path.join(dir, "bench.db")
   return {
     name: "sqlite",
-    layer: KvSqlite.layer({ filename }),
+    layer: KvSqlite.layer({ filename, spans }),
     ops: (fibers) => (fibers === 1 ? 20_000 : 20_000),
     cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
     raw: () => {
@@ -204,7 +221,7 @@ const postgresBackend = async (): Promise<Backend> => {
   const scratch = await createScratchDatabase()
   return {
     name: "postgres",
-    layer: KvPostgres.layer({ url: scratch.url }),
+    layer: KvPostgres.layer({ url: scratch.url, spans }),
     ops: (fibers) => (fibers === 1 ? 3_000 : 10_000),
     cleanup: () => scratch.drop(),
     raw: () => {
@@ -257,7 +274,7 @@ const rqliteBackend = async (): Promise<Backend> => {
   )
   return {
     name: "rqlite",
-    layer: KvRqlite.layer({ url: server.url }),
+    layer: KvRqlite.layer({ url: server.url, spans }),
     ops: (fibers) => (fibers === 1 ? 1_000 : 3_000),
     cleanup: () => server.stop(),
     raw: () => {
@@ -327,7 +344,7 @@ const format = (n: number, digits = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
 const runBackend = async (backend: Backend) => {
-  const runtime = ManagedRuntime.make(backend.layer)
+  const runtime = ManagedRuntime.make(tracing(backend.layer))
   const lines: Array<string> = []
   let raw: RawDriver | undefined
   try {
@@ -422,10 +439,10 @@ const onlyArgument = process.argv.find((arg) => arg.startsWith("--only="))
 const onlyOperations = onlyArgument?.slice("--only=".length).split(",")
 
 const main = async () => {
-  const args = process.argv.slice(2).filter((arg) => !arg.startsWith("--only="))
+  const args = process.argv.slice(2)
   const batch = args.includes("--batch")
   const wanted = new Set(
-    args.filter((arg) => arg !== "--batch").map((name) => (name === "pg" ? "postgres" : name)),
+    args.filter((arg) => !arg.startsWith("--")).map((name) => (name === "pg" ? "postgres" : name)),
   )
   const pick = (name: string) => wanted.size === 0 || wanted.has(name)
   if (batch) {

@@ -19,6 +19,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
@@ -26,7 +27,9 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Arg from "./Arguments.js"
+import { type Attributes, type Spec, traced } from "./internal/tracing.js"
 import type { Signal } from "./internal/wakeup.js"
+import { consumerLagMs, consumerLagRecords, forConsumer } from "./Metrics.js"
 import type { InvalidArgumentError, StoreError, StreamRecord } from "./Store.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -223,6 +226,11 @@ export interface ConsumerStorageService {
   readonly delete: (name: Arg.StreamName) => Fails<boolean>
   /** Signals appends to the stream (this process's, and other processes' where the backend can tell). */
   readonly changes: Effect.Effect<Signal, never, Scope.Scope>
+  /**
+   * Whether the consumers on this storage put their operations in spans (`kv.consumer.get`,
+   * ...; the backend layer's `spans` option); absent means true.
+   */
+  readonly spans?: boolean | undefined
 }
 
 export class ConsumerStorage extends Context.Tag("effect-kv/ConsumerStorage")<
@@ -326,6 +334,44 @@ const defaultBatchSize = 100
 /** When this instance extends the lock it holds next; `None`: it does not hold it. */
 type Lease = Option.Option<{ readonly renewAt: number }>
 
+/** At most this many observations of the stream's end are kept per instance (see `lagGauges`). */
+const maxSightings = 1024
+
+/**
+ * The lag gauges of one instance, set at each read it makes while holding the lock:
+ * - records: the stream's latest seq minus the committed position;
+ * - milliseconds: how long ago this instance first saw the oldest record it has not committed
+ *   (0 when caught up). The stream keeps no write time (a record's `created` is its key's), so
+ *   the age is counted from the first read whose stream end covered that record: a lower
+ *   bound, exact to a poll interval for records written while the instance runs; a backlog
+ *   found at its first read counts from that read.
+ */
+const lagGauges = (streamName: string, consumerName: string) => {
+  const records = forConsumer(consumerLagRecords, streamName, consumerName)
+  const millis = forConsumer(consumerLagMs, streamName, consumerName)
+  // `seq`: a stream end seen; `at`: the first read that saw the end at or beyond it
+  let sightings: Array<{ seq: number; at: number }> = []
+  return (window: StreamWindow, now: number) => {
+    const { latestSeq, position } = window
+    if (latestSeq <= position) {
+      sightings = []
+      return Effect.zipRight(Metric.set(records, 0), Metric.set(millis, 0))
+    }
+    const last = sightings.at(-1)
+    if (last === undefined || latestSeq > last.seq) {
+      // full: the last sighting covers the new end too (its records count as older)
+      if (last !== undefined && sightings.length >= maxSightings) last.seq = latestSeq
+      else sightings.push({ seq: latestSeq, at: now })
+    }
+    const oldest = sightings.findIndex((sighting) => sighting.seq > position)
+    if (oldest > 0) sightings = sightings.slice(oldest)
+    return Effect.zipRight(
+      Metric.set(records, latestSeq - position),
+      Metric.set(millis, Math.max(0, now - sightings[0]!.at)),
+    )
+  }
+}
+
 /** A gap when the records right after `after` are gone: below the first kept seq. */
 const gapAfter = (streamName: string, after: number, window: StreamWindow) => {
   const firstAvailable = window.firstSeq ?? window.latestSeq + 1
@@ -357,6 +403,8 @@ const makeInstance = (
     const lease = yield* Ref.make<Lease>(Option.none())
     // the position this instance last read or committed, with its version (for `commitUpTo`)
     const known = yield* Ref.make<StoredPosition>({ position: 0, version: 0 })
+
+    const recordLag = lagGauges(streamName, consumerName)
 
     const renewed = (now: number): Lease => Option.some({ renewAt: now + lockMillis / 3 })
     const forgetLease = Ref.set(lease, Option.none())
@@ -408,6 +456,7 @@ const makeInstance = (
           return yield* notHeld
         }
         const { start, window } = read.value
+        yield* recordLag(window, yield* Clock.currentTimeMillis)
         const from = Option.getOrElse(start, () => window.position)
         yield* gapAfter(streamName, from, window)
         yield* Ref.set(known, { position: window.position, version: window.version })
@@ -442,7 +491,7 @@ const makeInstance = (
         }
       })
 
-    return {
+    const instance: Instance = {
       streamName,
       consumerName,
       ofType,
@@ -462,8 +511,53 @@ const makeInstance = (
         yield* Ref.set(lease, extended ? renewed(now) : Option.none())
         return extended
       }),
-    } satisfies Instance
+    }
+    return storage.spans === false ? instance : traced("kv.consumer", instance, instanceSpec(instance))
   })
+
+/** The consumer's attributes: its stream, instance and type. */
+const consumerAttributes = (instance: Instance): Attributes => ({
+  "kv.stream": instance.streamName,
+  "kv.consumer": instance.consumerName,
+  "kv.type": instance.ofType,
+  ...(instance.prefix === "" ? {} : { "kv.prefix": instance.prefix }),
+})
+
+const batchAttributes = (batch: ConsumerBatch): Attributes => ({
+  "kv.held": batch.held,
+  "kv.result_count": batch.records.length,
+  "kv.position": batch.position,
+  "kv.through": batch.through,
+})
+
+/** `kv.consumer.*` of an instance: a span per read (`get`, also each read of a stream), commit, ... */
+const instanceSpec = (instance: Instance): Spec<Instance> => {
+  const attributes = consumerAttributes(instance)
+  const withSeq = (seq: number): Attributes => ({ ...attributes, "kv.seq": seq })
+  return {
+    streamName: false,
+    consumerName: false,
+    ofType: false,
+    prefix: false,
+    lockMillis: false,
+    get: {
+      attributes: (batchSize) =>
+        batchSize === undefined ? attributes : { ...attributes, "kv.limit": batchSize },
+      result: batchAttributes,
+    },
+    getAfter: {
+      name: "get",
+      attributes: (_after, batchSize) => ({ ...attributes, "kv.limit": batchSize }),
+      result: batchAttributes,
+    },
+    commit: (batch) => withSeq(batch?.through ?? 0),
+    commitUpTo: withSeq,
+    status: () => attributes,
+    delete: () => attributes,
+    unlock: { attributes: () => attributes, result: (released) => ({ "kv.released": released }) },
+    refresh: { attributes: () => attributes, result: (extended) => ({ "kv.extended": extended }) },
+  }
+}
 
 /** An instance (`consumerName`) of the consumer `streamName`. */
 export const make = (
@@ -680,11 +774,74 @@ export const run = <E, R>(
 // Administration (the `kv consumer` commands): no lock taken
 // ---------------------------------------------------------------------------------------------
 
+interface PeekOptions {
+  readonly ofType?: string | undefined
+  readonly prefix?: string | undefined
+  readonly limit?: number | undefined
+}
+
+/** The administrative operations on one storage (no lock taken). */
+const adminOn = (storage: ConsumerStorageService) => ({
+  status: (streamName: string) => Effect.flatMap(decodeStreamName(streamName), storage.status),
+  peek: (streamName: string, options: PeekOptions = {}) =>
+    Effect.gen(function* () {
+      const checked = yield* decodePeek({
+        streamName,
+        ofType: options.ofType ?? "all",
+        prefix: options.prefix ?? "",
+        limit: options.limit ?? -1,
+      })
+      const window = yield* storage.read(
+        checked.streamName,
+        Option.none(),
+        { type: checked.ofType, prefix: checked.prefix },
+        checked.limit,
+        Option.none(),
+      )
+      yield* gapAfter(checked.streamName, window.position, window)
+      return window.records
+    }),
+  commit: (streamName: string, seq: number) =>
+    Effect.flatMap(decodeMove({ streamName, seq }), (checked) =>
+      storage.move(checked.streamName, checked.seq),
+    ),
+  delete: (streamName: string) => Effect.flatMap(decodeStreamName(streamName), storage.delete),
+  unlock: (streamName: string) =>
+    Effect.flatMap(decodeStreamName(streamName), (name) => storage.release(name, Option.none())),
+})
+
+type Admin = ReturnType<typeof adminOn>
+
+const stream_ = (streamName: unknown): Attributes => ({ "kv.stream": String(streamName) })
+
+/** `kv.consumer.*` of the administrative calls: the stream (no instance). */
+const adminSpec: Spec<Admin> = {
+  status: stream_,
+  peek: {
+    attributes: (streamName, options) => ({
+      ...stream_(streamName),
+      ...(options?.ofType === undefined ? {} : { "kv.type": options.ofType }),
+      ...(options?.prefix === undefined ? {} : { "kv.prefix": options.prefix }),
+      ...(options?.limit === undefined ? {} : { "kv.limit": options.limit }),
+    }),
+    result: (records) => ({ "kv.result_count": records.length }),
+  },
+  commit: (streamName, seq) => ({ ...stream_(streamName), "kv.seq": seq }),
+  delete: { attributes: stream_, result: (deleted) => ({ "kv.deleted": deleted }) },
+  unlock: { attributes: stream_, result: (released) => ({ "kv.released": released }) },
+}
+
+const admin = <A, E>(f: (admin: Admin) => Effect.Effect<A, E>): Effect.Effect<A, E, ConsumerStorage> =>
+  Effect.flatMap(ConsumerStorage, (storage) => {
+    const ops = adminOn(storage)
+    return f(storage.spans === false ? ops : traced("kv.consumer", ops, adminSpec))
+  })
+
 /** The consumer's position and lock; `None` for an unknown consumer. */
 export const status = (
   streamName: string,
 ): Effect.Effect<Option.Option<ConsumerStatus>, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) => Effect.flatMap(decodeStreamName(streamName), storage.status))
+  admin((ops) => ops.status(streamName))
 
 /**
  * The records the consumer would read next, without taking its lock (from seq 1 for an unknown
@@ -692,34 +849,12 @@ export const status = (
  */
 export const peek = (
   streamName: string,
-  options: {
-    readonly ofType?: string | undefined
-    readonly prefix?: string | undefined
-    readonly limit?: number | undefined
-  } = {},
+  options: PeekOptions = {},
 ): Effect.Effect<
   ReadonlyArray<StreamRecord>,
   ConsumerGapError | InvalidArgumentError | StoreError,
   ConsumerStorage
-> =>
-  Effect.gen(function* () {
-    const storage = yield* ConsumerStorage
-    const checked = yield* decodePeek({
-      streamName,
-      ofType: options.ofType ?? "all",
-      prefix: options.prefix ?? "",
-      limit: options.limit ?? -1,
-    })
-    const window = yield* storage.read(
-      checked.streamName,
-      Option.none(),
-      { type: checked.ofType, prefix: checked.prefix },
-      checked.limit,
-      Option.none(),
-    )
-    yield* gapAfter(checked.streamName, window.position, window)
-    return window.records
-  })
+> => admin((ops) => ops.peek(streamName, options))
 
 /**
  * Moves the consumer's position to `seq` (the next read starts at `seq + 1`), whoever holds
@@ -730,17 +865,13 @@ export const commit = (
   streamName: string,
   seq: number,
 ): Effect.Effect<void, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) =>
-    Effect.flatMap(decodeMove({ streamName, seq }), (checked) =>
-      storage.move(checked.streamName, checked.seq),
-    ),
-  )
+  admin((ops) => ops.commit(streamName, seq))
 
 /** Deletes the consumer (position and lock); `true` when it existed. */
 const remove = (
   streamName: string,
 ): Effect.Effect<boolean, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) => Effect.flatMap(decodeStreamName(streamName), storage.delete))
+  admin((ops) => ops.delete(streamName))
 
 export { remove as delete }
 
@@ -748,6 +879,4 @@ export { remove as delete }
 export const unlock = (
   streamName: string,
 ): Effect.Effect<boolean, InvalidArgumentError | StoreError, ConsumerStorage> =>
-  Effect.flatMap(ConsumerStorage, (storage) =>
-    Effect.flatMap(decodeStreamName(streamName), (name) => storage.release(name, Option.none())),
-  )
+  admin((ops) => ops.unlock(streamName))

@@ -37,8 +37,12 @@ export const consumerLagRecords = Metric.gauge("kv_consumer_lag_records", {
 })
 
 /**
- * How far behind a consumer is in time: the age, in milliseconds, of the oldest record it has
- * not committed yet when it last read (0 when it is caught up).
+ * How far behind a consumer is in time, when it last read: how long ago, in milliseconds, this
+ * instance first saw the oldest record it has not committed yet (0 when it is caught up). The
+ * stream keeps no time of writing (a record's `created` is its key's creation), so the age of a
+ * record is counted from the first read that found the stream's end at or beyond it: a lower
+ * bound, within a poll interval for records written while the instance runs; a backlog found at
+ * an instance's first read counts from that read.
  */
 export const consumerLagMs = Metric.gauge("kv_consumer_lag_ms", {
   description: "age in milliseconds of the oldest record a consumer has not committed",

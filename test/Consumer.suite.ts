@@ -17,13 +17,19 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
 import * as Consumer from "../src/Consumer.js"
+import { consumerLagMs, consumerLagRecords, forConsumer } from "../src/Metrics.js"
 import { Store, type StreamRecord } from "../src/Store.js"
+import { attributeText, namesOf, recording, spanNamed } from "./support/spans.js"
+
+/** Suites registered so far (their lag gauges must not share names). */
+let suites = 0
 
 const latestSeq = Effect.flatMap(Store, (store) => store.streamSeq())
 
@@ -100,6 +106,8 @@ export const consumerSuite = (
   otherProcess?: OtherProcess,
 ) =>
   layer(backend, { timeout: Duration.minutes(1) })(name, (it) => {
+    // gauges are global: each suite's consumers get names of their own
+    const suite = ++suites
     it.effect("a fresh consumer reads the stream from its start", () =>
       Effect.gen(function* () {
         const seqs = yield* write("fresh", 3)
@@ -125,6 +133,91 @@ export const consumerSuite = (
         assert.strictEqual(status.position, 0)
         assert.strictEqual(status.lockedBy, "a")
         assert.strictEqual(status.latestSeq, 3)
+      }),
+    )
+
+    it.effect("lag gauges: records and milliseconds behind, set at each read, 0 when caught up", () =>
+      Effect.gen(function* () {
+        const streamName = `lag${suite}`
+        const consumerName = "l1"
+        const lag = Effect.all({
+          records: Effect.map(
+            Metric.value(forConsumer(consumerLagRecords, streamName, consumerName)),
+            (s) => s.value,
+          ),
+          ms: Effect.map(Metric.value(forConsumer(consumerLagMs, streamName, consumerName)), (s) => s.value),
+        })
+        yield* startAtEnd(streamName)
+        const consumer = yield* Consumer.make({ streamName, consumerName })
+        yield* consumer.get(10)
+        assert.deepStrictEqual(yield* lag, { records: 0, ms: 0 })
+        yield* write(streamName, 3)
+        const first = yield* consumer.get(1)
+        assert.deepStrictEqual(yield* lag, { records: 3, ms: 0 })
+        yield* TestClock.adjust("5 seconds")
+        yield* consumer.commit(first)
+        const second = yield* consumer.get(1)
+        // the oldest uncommitted record was first seen 5 seconds ago
+        assert.deepStrictEqual(yield* lag, { records: 2, ms: 5000 })
+        yield* TestClock.adjust("2 seconds")
+        yield* write(streamName, 1)
+        yield* consumer.commit(second)
+        const third = yield* consumer.get(10)
+        assert.strictEqual(third.records.length, 2)
+        assert.deepStrictEqual(yield* lag, { records: 2, ms: 7000 })
+        yield* consumer.commit(third)
+        yield* consumer.get(10)
+        assert.deepStrictEqual(yield* lag, { records: 0, ms: 0 })
+        yield* consumer.unlock
+      }),
+    )
+
+    it.effect("spans: kv.consumer.* per operation and per read of a stream, never values", () =>
+      Effect.gen(function* () {
+        const streamName = `spans${suite}`
+        const secret = "a-value-no-span-may-carry"
+        yield* startAtEnd(streamName)
+        const store = yield* Store
+        yield* store.put(`${streamName}/1`, -1, { secret })
+        yield* store.put(`${streamName}/2`, -1, { secret })
+        const { spans } = yield* recording(
+          Effect.gen(function* () {
+            const consumer = yield* Consumer.make({ streamName, consumerName: "s1" })
+            const batch = yield* consumer.get(10)
+            yield* consumer.commit(batch)
+            yield* Consumer.peek(streamName)
+            yield* Consumer.status(streamName)
+            yield* consumer.unlock
+          }),
+        )
+        assert.deepStrictEqual(namesOf(spans), [
+          "kv.consumer.get",
+          "kv.consumer.commit",
+          "kv.consumer.peek",
+          "kv.consumer.status",
+          "kv.consumer.unlock",
+        ])
+        const get = spanNamed(spans, "kv.consumer.get")
+        assert.strictEqual(get.attributes.get("kv.stream"), streamName)
+        assert.strictEqual(get.attributes.get("kv.consumer"), "s1")
+        assert.strictEqual(get.attributes.get("kv.type"), "all")
+        assert.strictEqual(get.attributes.get("kv.limit"), 10)
+        assert.strictEqual(get.attributes.get("kv.held"), true)
+        assert.strictEqual(get.attributes.get("kv.result_count"), 2)
+        assert.strictEqual(spanNamed(spans, "kv.consumer.unlock").attributes.get("kv.released"), true)
+        assert.notInclude(attributeText(spans), secret)
+
+        // a stream: one span per read, not one for its life
+        yield* Consumer.commit(streamName, (yield* latestSeq) - 2)
+        const streamed = yield* recording(
+          Stream.runCollect(
+            Stream.take(Consumer.stream({ streamName, consumerName: "s2", batchSize: 1 }), 2),
+          ),
+        )
+        assert.strictEqual(Chunk.size(streamed.result), 2)
+        const reads = namesOf(streamed.spans).filter((name) => name === "kv.consumer.get")
+        assert.isAtLeast(reads.length, 2)
+        assert.notInclude(attributeText(streamed.spans), secret)
       }),
     )
 

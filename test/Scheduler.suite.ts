@@ -14,6 +14,7 @@ import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { Scheduler, Task, type TaskOptions } from "../src/Scheduler.js"
+import { attributeText, namesOf, recording, spanNamed } from "./support/spans.js"
 
 const minute = Duration.toMillis("1 minute")
 
@@ -31,6 +32,59 @@ const idsOf = (tasks: ReadonlyArray<Task>) => tasks.map((task) => task.id)
 
 export const schedulerSuite = (name: string, backend: Layer.Layer<Scheduler, unknown>) =>
   layer(backend, { timeout: Duration.minutes(2) })(name, (it) => {
+    it.effect(
+      "spans: every operation in a kv.scheduler.* span with task ids, names and runners, never payloads",
+      () =>
+        Effect.gen(function* () {
+          const scheduler = yield* Scheduler
+          const secret = "a-payload-no-span-may-carry"
+          const { spans } = yield* recording(
+            Effect.gen(function* () {
+              const task = yield* scheduler.create(
+                yield* Task.make("span-task", { secret }, { id: "span-1" }),
+              )
+              yield* scheduler.get(task.id)
+              const locked = yield* scheduler.lock("span-runner", "1 minute", ["span-task"], 5)
+              assert.deepStrictEqual(idsOf(locked), ["span-1"])
+              yield* scheduler.heartbeat("span-1", "span-runner", "1 minute")
+              yield* scheduler.release("span-1", "span-runner", "failed", `failed with ${secret}`)
+              yield* scheduler.list({ name: "span-task" })
+              yield* scheduler.nextDue(["span-task"])
+              yield* scheduler.cancel("span-1")
+            }),
+          )
+          assert.deepStrictEqual(namesOf(spans), [
+            "kv.scheduler.create",
+            "kv.scheduler.get",
+            "kv.scheduler.lock",
+            "kv.scheduler.heartbeat",
+            "kv.scheduler.release",
+            "kv.scheduler.list",
+            "kv.scheduler.nextDue",
+            "kv.scheduler.cancel",
+          ])
+          const created = spanNamed(spans, "kv.scheduler.create")
+          assert.strictEqual(created.attributes.get("kv.task.id"), "span-1")
+          assert.strictEqual(created.attributes.get("kv.task.name"), "span-task")
+          const lock = spanNamed(spans, "kv.scheduler.lock")
+          assert.strictEqual(lock.attributes.get("kv.runner"), "span-runner")
+          assert.deepStrictEqual(lock.attributes.get("kv.task.names"), ["span-task"])
+          assert.strictEqual(lock.attributes.get("kv.limit"), 5)
+          assert.strictEqual(lock.attributes.get("kv.result_count"), 1)
+          assert.deepStrictEqual(lock.attributes.get("kv.task.ids"), ["span-1"])
+          assert.strictEqual(
+            spanNamed(spans, "kv.scheduler.heartbeat").attributes.get("kv.task.status"),
+            "running",
+          )
+          assert.strictEqual(
+            spanNamed(spans, "kv.scheduler.release").attributes.get("kv.task.status"),
+            "failed",
+          )
+          assert.strictEqual(spanNamed(spans, "kv.scheduler.list").attributes.get("kv.result_count"), 1)
+          assert.notInclude(attributeText(spans), secret)
+        }),
+    )
+
     it.effect("Task.make fills in the id, the defaults and scheduledFor from the Clock", () =>
       Effect.gen(function* () {
         yield* TestClock.adjust("10 seconds")

@@ -17,6 +17,7 @@ import * as TestClock from "effect/TestClock"
 import { maxDepth } from "../src/Arguments.js"
 import { type KvRecord, Mutation, Store, type StreamRecord, VersionMismatchError } from "../src/Store.js"
 import { typed } from "../src/TypedStore.js"
+import { attributeText, namesOf, recording, spanNamed } from "./support/spans.js"
 
 const value = (record: Option.Option<KvRecord>) => Option.getOrThrow(record).value
 const keysOf = (records: ReadonlyArray<KvRecord>) => records.map((r) => r.key)
@@ -39,6 +40,61 @@ class User extends Schema.Class<User>("User")({ name: Schema.String, age: Schema
  */
 export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.SqlClient, unknown>) =>
   layer(backend, { timeout: Duration.minutes(1) })(name, (it) => {
+    it.effect("spans: every operation in a kv.store.* span with its keys and counts, never values", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const secret = "a-value-no-span-may-carry"
+        const { spans } = yield* recording(
+          Effect.gen(function* () {
+            yield* store.put("spans/a", -1, { secret }, { type: "Secret" })
+            yield* store.patch("spans/a", 1, { more: secret })
+            yield* store.get("spans/a")
+            yield* store.getBatch(["spans/a", "spans/b"])
+            yield* store.getPrefix("spans/", { limit: 10 })
+            yield* store.mutateAll([
+              Mutation.put("spans/b", -1, secret),
+              Mutation.deletePrefix("spans/none/"),
+            ])
+            yield* store.delete("spans/b", "spans/c")
+            yield* store.lockAcquire("spans-lock", "me", "10 seconds")
+            yield* store.get("").pipe(Effect.flip)
+          }),
+        )
+        assert.deepStrictEqual(namesOf(spans), [
+          "kv.store.put",
+          "kv.store.patch",
+          "kv.store.get",
+          "kv.store.getBatch",
+          "kv.store.getPrefix",
+          "kv.store.mutateAll",
+          "kv.store.delete",
+          "kv.store.lockAcquire",
+          "kv.store.get",
+        ])
+        const put = spanNamed(spans, "kv.store.put")
+        assert.strictEqual(put.attributes.get("kv.key"), "spans/a")
+        assert.strictEqual(put.attributes.get("kv.type"), "Secret")
+        assert.strictEqual(put.attributes.get("kv.version"), -1)
+        assert.deepStrictEqual(spanNamed(spans, "kv.store.getBatch").attributes.get("kv.keys"), [
+          "spans/a",
+          "spans/b",
+        ])
+        assert.strictEqual(spanNamed(spans, "kv.store.getBatch").attributes.get("kv.result_count"), 1)
+        assert.strictEqual(spanNamed(spans, "kv.store.getPrefix").attributes.get("kv.prefix"), "spans/")
+        assert.strictEqual(spanNamed(spans, "kv.store.getPrefix").attributes.get("kv.limit"), 10)
+        assert.strictEqual(spanNamed(spans, "kv.store.getPrefix").attributes.get("kv.result_count"), 1)
+        const mutate = spanNamed(spans, "kv.store.mutateAll")
+        assert.strictEqual(mutate.attributes.get("kv.mutation_count"), 2)
+        assert.deepStrictEqual(mutate.attributes.get("kv.prefixes"), ["spans/none/"])
+        assert.strictEqual(spanNamed(spans, "kv.store.delete").attributes.get("kv.result_count"), 1)
+        assert.strictEqual(spanNamed(spans, "kv.store.lockAcquire").attributes.get("kv.lock"), "spans-lock")
+        assert.strictEqual(spanNamed(spans, "kv.store.lockAcquire").attributes.get("kv.acquired"), true)
+        assert.notInclude(attributeText(spans), secret)
+        yield* store.deletePrefix("spans/")
+        yield* store.lockRelease("spans-lock", "me")
+      }),
+    )
+
     it.effect("init is idempotent and keeps data", () =>
       Effect.gen(function* () {
         const store = yield* Store

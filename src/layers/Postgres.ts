@@ -28,6 +28,8 @@ export interface PostgresConfig {
   readonly migrate?: boolean | undefined
   /** The delay before a failed task is retried (default 1 minute, doubled per failure, at most 1 hour). */
   readonly taskRetryBackoff?: RetryBackoff | undefined
+  /** A span per Store, Scheduler and Consumer operation (default true; see README, "Observability"). */
+  readonly spans?: boolean | undefined
   /** Pool size (default 10). */
   readonly maxConnections?: number | undefined
   /** How long to wait for the server (default 5 seconds). */
@@ -92,9 +94,11 @@ export const layerClient = (
 export const layer = (
   config: PostgresConfig,
 ): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
-  KvSql.layerOn({ migrate: config.migrate, taskRetryBackoff: config.taskRetryBackoff }).pipe(
-    Layer.provide(layerClient(config)),
-  )
+  KvSql.layerOn({
+    migrate: config.migrate,
+    taskRetryBackoff: config.taskRetryBackoff,
+    spans: config.spans,
+  }).pipe(Layer.provide(layerClient(config)))
 
 /**
  * `layer` with its settings read from Effect `Config` when the layer is built, e.g.

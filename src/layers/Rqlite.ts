@@ -43,6 +43,8 @@ export interface RqliteConfig {
   readonly migrate?: boolean | undefined
   /** The delay before a failed task is retried (default 1 minute, doubled per failure, at most 1 hour). */
   readonly taskRetryBackoff?: RetryBackoff | undefined
+  /** A span per Store, Scheduler and Consumer operation (default true; see README, "Observability"). */
+  readonly spans?: boolean | undefined
 }
 
 /**
@@ -75,9 +77,11 @@ export const layerClient = (
 
 /** `Store` on rqlite: the rqlite client + `KvSql.layerOn`. */
 export const layer = (config: RqliteConfig): Layer.Layer<KvSql.Services, StoreError | InvalidArgumentError> =>
-  KvSql.layerOn({ migrate: config.migrate, taskRetryBackoff: config.taskRetryBackoff }).pipe(
-    Layer.provide(layerClient(config)),
-  )
+  KvSql.layerOn({
+    migrate: config.migrate,
+    taskRetryBackoff: config.taskRetryBackoff,
+    spans: config.spans,
+  }).pipe(Layer.provide(layerClient(config)))
 
 /**
  * `layer` with its settings read from Effect `Config` when the layer is built, e.g.

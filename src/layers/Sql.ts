@@ -15,22 +15,30 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { ConsumerStorage } from "../Consumer.js"
+import { ConsumerStorage, type ConsumerStorageService } from "../Consumer.js"
 import * as ConsumerSql from "../internal/consumerSql.js"
 import { executorOf, SqlExecutor } from "../internal/executor.js"
 import { makeMigrator } from "../internal/migrations.js"
 import * as SchedulerSql from "../internal/schedulerSql.js"
 import { failuresOf } from "../internal/sqlShared.js"
 import * as StoreSql from "../internal/storeSql.js"
+import { schedulerSpec, storeSpec, traced } from "../internal/tracing.js"
 import * as Wakeup from "../internal/wakeup.js"
-import type { RetryBackoff, Scheduler } from "../Scheduler.js"
-import { InvalidArgumentError, type Store, StoreError } from "../Store.js"
+import { type RetryBackoff, Scheduler } from "../Scheduler.js"
+import { InvalidArgumentError, Store, StoreError } from "../Store.js"
 
 export interface SqlConfig {
   /** Run the migrations when the layer is built, if the database lacks any (default true). */
   readonly migrate?: boolean | undefined
   /** The delay before a failed task is retried (default 1 minute, doubled per failure, at most 1 hour). */
   readonly taskRetryBackoff?: RetryBackoff | undefined
+  /**
+   * A span per Store, Scheduler and Consumer operation (`kv.store.get`, `kv.scheduler.lock`,
+   * `kv.consumer.get`, ...; see README, "Observability"); default true. `false` leaves them
+   * out. Spans are only made under a tracer the application installed (see `internal/tracing.ts`):
+   * a span costs several microseconds, as much as a SQLite point read.
+   */
+  readonly spans?: boolean | undefined
 }
 
 /** The SQL is written for SQLite (also rqlite) and PostgreSQL; any other dialect is refused. */
@@ -87,6 +95,33 @@ const schema = (config: SqlConfig) =>
     }),
   )
 
+/**
+ * The Store and the Scheduler, each operation in a span (unless `spans: false`): the one place
+ * spans are added to the SQL services (`internal/tracing.ts`). The consumers' spans are added
+ * where `Consumer.ts` builds its instances, when their storage says `spans`.
+ */
+const services = (config: SqlConfig) => {
+  const spans = config.spans !== false
+  return Layer.mergeAll(
+    Layer.effect(
+      Store,
+      spans ? Effect.map(StoreSql.make, (store) => traced("kv.store", store, storeSpec)) : StoreSql.make,
+    ),
+    Layer.effect(
+      Scheduler,
+      spans
+        ? Effect.map(SchedulerSql.make(config.taskRetryBackoff), (scheduler) =>
+            traced("kv.scheduler", scheduler, schedulerSpec),
+          )
+        : SchedulerSql.make(config.taskRetryBackoff),
+    ),
+    Layer.effect(
+      ConsumerStorage,
+      Effect.map(ConsumerSql.make, (storage): ConsumerStorageService => ({ ...storage, spans })),
+    ),
+  )
+}
+
 /** The services every backend layer provides. */
 export type Services = Store | Scheduler | ConsumerStorage
 
@@ -97,11 +132,7 @@ export const layerOn = (
   Services,
   StoreError | InvalidArgumentError,
   SqlClient.SqlClient | SqlExecutor | Wakeup.Wakeup
-> =>
-  Layer.mergeAll(StoreSql.layer, SchedulerSql.layer(config.taskRetryBackoff), ConsumerSql.layer).pipe(
-    Layer.provide(schema(config)),
-    Layer.provide(dialectCheck),
-  )
+> => services(config).pipe(Layer.provide(schema(config)), Layer.provide(dialectCheck))
 
 /** The client's own executor (see `executorOf`). */
 const clientExecutor: Layer.Layer<SqlExecutor, never, SqlClient.SqlClient> = Layer.effect(

@@ -29,6 +29,8 @@ export interface SqliteConfig {
   readonly migrate?: boolean | undefined
   /** The delay before a failed task is retried (default 1 minute, doubled per failure, at most 1 hour). */
   readonly taskRetryBackoff?: RetryBackoff | undefined
+  /** A span per Store, Scheduler and Consumer operation (default true; see README, "Observability"). */
+  readonly spans?: boolean | undefined
   /** How long a write waits for another process's lock before failing (default 1 second). */
   readonly busyTimeout?: Duration.DurationInput | undefined
   /**
@@ -96,6 +98,7 @@ export const layer = (config: SqliteConfig): Layer.Layer<KvSql.Services, StoreEr
       KvSql.layerOn({
         migrate: config.migrate !== false && !location.readonly,
         taskRetryBackoff: config.taskRetryBackoff,
+        spans: config.spans,
       }).pipe(Layer.provide(layerClient(config))),
     ),
   )
