@@ -198,6 +198,68 @@ export const taskRunnerSuite = (name: string, backend: Layer.Layer<Scheduler, un
       }),
     )
 
+    it.effect(
+      "concurrent releases and heartbeats are written together, each caller getting its own answer",
+      () =>
+        Effect.gen(function* () {
+          const scheduler = yield* Scheduler
+          const tasks = yield* Effect.forEach([0, 1, 2, 3, 4, 5], (i) =>
+            create("batched", { maxRetries: 3 }, { i }),
+          )
+          const mine = yield* scheduler.lock("batcher", "1 minute", ["batched"], 5)
+          assert.strictEqual(mine.length, 5)
+          const [theirs] = yield* scheduler.lock("other", "1 minute", ["batched"], 5)
+          assert.isDefined(theirs)
+          const ids = mine.map((t) => t.id)
+          const beats = yield* Effect.all(
+            [...ids, theirs!.id].map((id) => Effect.either(scheduler.heartbeat(id, "batcher", "2 minutes"))),
+            { concurrency: "unbounded" },
+          )
+          assert.deepStrictEqual(
+            beats.slice(0, 5).map((b) => b._tag === "Right" && b.right),
+            ["running", "running", "running", "running", "running"],
+          )
+          assert.strictEqual(beats[5]!._tag, "Left")
+          const statuses: ReadonlyArray<ReleaseStatus> = [
+            "completed",
+            "failed",
+            "pending",
+            "cancelled",
+            "completed",
+          ]
+          const results = yield* Effect.all(
+            [
+              ...ids.map((id, i) => Effect.either(scheduler.release(id, "batcher", statuses[i]!, `e${i}`))),
+              // not held by this runner, and a second release of a task released in the same tick
+              Effect.either(scheduler.release(theirs!.id, "batcher", "completed")),
+              Effect.either(scheduler.release(ids[0]!, "batcher", "completed")),
+            ],
+            { concurrency: "unbounded" },
+          )
+          assert.deepStrictEqual(
+            results.map((r) => r._tag),
+            ["Right", "Right", "Right", "Right", "Right", "Left", "Left"],
+          )
+          for (const r of results.slice(5)) {
+            assert.strictEqual(r._tag === "Left" && r.left._tag, "TaskNotHeldError")
+          }
+          const after = yield* Effect.forEach(ids, getTask)
+          assert.deepStrictEqual(
+            after.map((t) => [t.status, t.retryCount, t.lastError]),
+            [
+              ["completed", 0, "e0"],
+              ["pending", 1, "e1"],
+              ["pending", 0, "e2"],
+              ["cancelled", 0, "e3"],
+              ["completed", 0, "e4"],
+            ],
+          )
+          assert.isDefined(after[0]!.completedAt)
+          assert.strictEqual((yield* getTask(theirs!.id)).lockedBy, "other")
+          assert.strictEqual(tasks.length, 6)
+        }),
+    )
+
     it.scoped("drains due tasks, each once, `concurrency` handlers at a time, woken by create", () =>
       Effect.gen(function* () {
         const events = yield* subscribe
