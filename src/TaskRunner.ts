@@ -358,25 +358,12 @@ const runWith = <R>(config: Config<R>) =>
       )
     }
 
-    /** Starts prefetched tasks while slots are free; the clock is read once per call. */
-    let clockNow: () => number = () => Date.now()
-    function dispatch(): void {
-      if (shuttingDown) return
-      signal(roomMade)
-      for (;;) {
-        const entry = state.start(clockNow())
-        if (entry === undefined) return
-        if (state.needsWatcher(entry)) signal(watchEarlier)
-        // not run at once: this may be another task's fiber, whose span and logs are its own
-        entry.fiber = fork(entry.key, execute(entry), { immediate: false })
-      }
-    }
-
     /** A prefetched task that will not run: given back (unless lost), its slot free. */
-    const giveBack = (entry: Entry, error?: string) =>
+    const giveBack = (entry: Entry, lapsed = false) =>
       fork(
         entry.key,
-        scheduler.release(entry.task.id, runnerId, "pending", error).pipe(
+        (lapsed ? Effect.logWarning("prefetched task's lease expired; not running it") : Effect.void).pipe(
+          Effect.zipRight(scheduler.release(entry.task.id, runnerId, "pending")),
           Effect.catchAll((e) =>
             Effect.logInfo("could not give a prefetched task back").pipe(
               Effect.annotateLogs("error", e.message),
@@ -387,6 +374,24 @@ const runWith = <R>(config: Config<R>) =>
         { immediate: false },
       )
 
+    /**
+     * Starts prefetched tasks while slots are free, after giving back those whose lease passed
+     * (they must not run late). Synchronous: called from any fiber, after any transition.
+     */
+    let clockNow: () => number = () => Date.now()
+    function dispatch(): void {
+      if (shuttingDown) return
+      signal(roomMade)
+      const now = clockNow()
+      for (const entry of state.dropLapsed(now)) giveBack(entry, true)
+      for (;;) {
+        const entry = state.start(now)
+        if (entry === undefined) return
+        if (state.needsWatcher(entry)) signal(watchEarlier)
+        // not run at once: this may be another task's fiber, whose span and logs are its own
+        entry.fiber = fork(entry.key, execute(entry), { immediate: false })
+      }
+    }
     /** Interrupts a running handler (timed out, cancelled, lock or lease lost); a waiting one is dropped. */
     const stop = (entry: Entry, outcome: Outcome) =>
       Effect.suspend(() => {
@@ -404,7 +409,7 @@ const runWith = <R>(config: Config<R>) =>
 
     const watchOnce = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
-      const { lapsed, leaseExpired, timedOut } = state.overdue(now)
+      const { leaseExpired, timedOut } = state.overdue(now)
       for (const entry of timedOut) {
         const seconds = entry.task.timeoutSeconds
         yield* stop(entry, { result: "timed-out", release: "failed", error: `timed out after ${seconds}s` })
@@ -415,15 +420,8 @@ const runWith = <R>(config: Config<R>) =>
           error: `the lock could not be extended and expires at ${new Date(entry.leaseUntil).toISOString()}`,
         })
       }
-      for (const entry of lapsed) {
-        if (state.drop(entry)) {
-          yield* Effect.logWarning("prefetched task's lease expired; not running it").pipe(
-            Effect.annotateLogs({ task: entry.task.id, name: entry.task.name }),
-          )
-          giveBack(entry)
-          dispatch()
-        }
-      }
+      // the prefetched tasks whose lease passed are given back
+      dispatch()
       const next = state.nextCheck()
       yield* Number.isFinite(next)
         ? Effect.raceFirst(Queue.take(watchEarlier), Effect.sleep(Math.max(1, next - now)))
@@ -511,7 +509,8 @@ const runWith = <R>(config: Config<R>) =>
 
     const poller = yield* Effect.forkScoped(forever("poll", pollOnce, config.pollInterval))
     // heartbeats and the watcher go on while running tasks finish at shutdown: these fibers are stopped after them
-    yield* Effect.forkScoped(forever("heartbeats", heartbeatOnce, config.heartbeatInterval))
+    // (a round of heartbeats begins with its interval: no pause needed)
+    yield* Effect.forkScoped(forever("heartbeats", heartbeatOnce, Duration.zero))
     yield* Effect.forkScoped(forever("task watcher", watchOnce, Duration.seconds(1)))
 
     // Runs first when the scope closes: stop taking, give back what did not start, let

@@ -11,7 +11,7 @@
  *
  * Every record keeps the lease as the database last confirmed it (`leaseUntil`, epoch ms):
  * `overdue(now)` says which handlers passed their timeout or their lease (minus `margin`), and
- * which prefetched tasks lost their lease before they started. The poll loop, the heartbeat
+ * `dropLapsed(now)` takes out the prefetched tasks that lost their lease before they started. The poll loop, the heartbeat
  * loop and the watcher of `TaskRunner` are small effects over one `TaskState`; it is plain
  * synchronous state (fibers interleave only at effects, so each transition is atomic).
  *
@@ -59,8 +59,6 @@ export interface Overdue {
   readonly timedOut: ReadonlyArray<Entry>
   /** Handlers past their lease (minus the margin). */
   readonly leaseExpired: ReadonlyArray<Entry>
-  /** Prefetched tasks past their lease (minus the margin): not to be run. */
-  readonly lapsed: ReadonlyArray<Entry>
 }
 
 /** Priority and due order, then the order they were claimed in. */
@@ -115,7 +113,10 @@ export class TaskState {
     return this.earlier(this.queue.reduce((min, e) => Math.min(min, e.leaseUntil - this.margin), Infinity))
   }
 
-  /** The most urgent prefetched task, if a slot is free: its handler starts at `now`. */
+  /**
+   * The most urgent prefetched task, if a slot is free: its handler starts at `now`. Call
+   * `dropLapsed(now)` first: a task whose lease passed must not start.
+   */
   start(now: number): Entry | undefined {
     if (this.handlers >= this.concurrency || this.handlers + this.releasing >= 2 * this.concurrency)
       return undefined
@@ -187,17 +188,26 @@ export class TaskState {
   overdue(now: number): Overdue {
     const timedOut: Array<Entry> = []
     const leaseExpired: Array<Entry> = []
-    const lapsed: Array<Entry> = []
     for (const entry of this.entries.values()) {
-      const lost = entry.leaseUntil - this.margin <= now
-      if (entry.phase === "prefetched") {
-        if (lost) lapsed.push(entry)
-      } else if (entry.phase === "handler" && entry.stopReason === undefined) {
-        if (lost) leaseExpired.push(entry)
+      if (entry.phase === "handler" && entry.stopReason === undefined) {
+        if (this.lapsed(entry, now)) leaseExpired.push(entry)
         else if (entry.deadline <= now) timedOut.push(entry)
       }
     }
-    return { timedOut, leaseExpired, lapsed }
+    return { timedOut, leaseExpired }
+  }
+
+  /** The prefetched tasks whose lease (minus the margin) passed by `now`, leaving: never to be run. */
+  dropLapsed(now: number): ReadonlyArray<Entry> {
+    if (!this.queue.some((entry) => this.lapsed(entry, now))) return []
+    const lapsed = this.queue.filter((entry) => this.lapsed(entry, now))
+    this.queue = this.queue.filter((entry) => !this.lapsed(entry, now))
+    for (const entry of lapsed) this.entries.delete(entry.key)
+    return lapsed
+  }
+
+  private lapsed(entry: Entry, now: number): boolean {
+    return entry.leaseUntil - this.margin <= now
   }
 
   /** When the watcher must look next (epoch ms; infinite when nothing is held); remembered. */
