@@ -520,7 +520,11 @@ const runWith = <R>(config: Config<R>) =>
         yield* Fiber.interrupt(poller)
         const waiting = state.dropAll()
         yield* Effect.logInfo("task runner stopping").pipe(
-          Effect.annotateLogs({ running: state.running, prefetched: waiting.length }),
+          Effect.annotateLogs({
+            running: state.running,
+            releasing: state.releasing,
+            prefetched: waiting.length,
+          }),
         )
         for (const entry of waiting) giveBack(entry)
         // finalizers are uninterruptible: the wait must be interruptible for the timeout to end it

@@ -640,7 +640,7 @@ export const taskRunnerSuite = (name: string, backend: Layer.Layer<Scheduler, un
             seen.add(event.id)
             held--
           }
-          // running, releasing (twice concurrency at most) and prefetched
+          // running, releasing and prefetched: twice concurrency plus prefetch at most
           assert.isAtMost(held, 2 * 2 + 3)
         }
         assert.isAtMost(most, 2)

@@ -499,7 +499,7 @@ export const make = (
     const releasedRows = (
       p: Statements.Placeholders<ReleaseMany>,
     ) => sql`FROM unnest(${p.ids}::text[], ${p.runners}::text[], ${p.errors}::text[]) AS b(b_id, b_runner, b_error)
-      WHERE kv_tasks."id" = b.b_id AND kv_tasks."locked_by" = b.b_runner AND kv_tasks."status" = 'running'
+      WHERE kv_tasks."id" = b.b_id COLLATE "C" AND kv_tasks."locked_by" = b.b_runner AND kv_tasks."status" = 'running'
       RETURNING kv_tasks."id"`
     const finishedMany = (status: "completed" | "cancelled") =>
       compiled<ReleaseMany, { id: string }>(
@@ -528,7 +528,7 @@ export const make = (
     >(
       (p) => sql`UPDATE kv_tasks SET "lock_expires_at" = b.b_expires
         FROM unnest(${p.ids}::text[], ${p.runners}::text[], ${p.expires}::timestamptz[]) AS b(b_id, b_runner, b_expires)
-        WHERE kv_tasks."id" = b.b_id AND kv_tasks."locked_by" = b.b_runner AND kv_tasks."status" = 'running'
+        WHERE kv_tasks."id" = b.b_id COLLATE "C" AND kv_tasks."locked_by" = b.b_runner AND kv_tasks."status" = 'running'
         RETURNING kv_tasks."id"`,
     )
 

@@ -15,9 +15,9 @@
  * loop and the watcher of `TaskRunner` are small effects over one `TaskState`; it is plain
  * synchronous state (fibers interleave only at effects, so each transition is atomic).
  *
- * Limits: at most `concurrency` handlers run; a handler starts only while fewer than twice
- * `concurrency` tasks are running or releasing; and `room()` lets a lock take only what fits
- * in those slots plus `prefetch` waiting tasks.
+ * Limits: at most `concurrency` handlers run, and `room()` lets a lock take only what fits in
+ * the free slots plus `prefetch` waiting tasks, while the runner holds at most `capacity`
+ * (twice `concurrency` plus `prefetch`) tasks in all, releases on their way included.
  */
 import type * as Fiber from "effect/Fiber"
 import type { ReleaseStatus, Task } from "../../Scheduler.js"
@@ -73,7 +73,7 @@ export class TaskState {
   /** The prefetched entries, most urgent first. */
   private queue: Array<Entry> = []
   private handlers = 0
-  private releasing = 0
+  private inRelease = 0
   private claims = 0
   /** When the watcher wakes next (epoch ms), so that an earlier time can wake it sooner. */
   private watching = Number.POSITIVE_INFINITY
@@ -85,13 +85,18 @@ export class TaskState {
     readonly margin: number,
   ) {}
 
-  /** How many tasks a lock may take now: free slots, plus room among the prefetched. */
+  /** The most tasks held at once, in any phase: twice `concurrency`, plus `prefetch`. */
+  get capacity(): number {
+    return 2 * this.concurrency + this.prefetch
+  }
+
+  /**
+   * How many tasks a lock may take now: free slots plus room among the prefetched, as long as
+   * the tasks held (running, releasing, prefetched) stay within `capacity`.
+   */
   room(): number {
-    const slots = Math.min(
-      this.concurrency - this.handlers,
-      2 * this.concurrency - this.handlers - this.releasing,
-    )
-    return Math.max(0, Math.max(0, slots) + this.prefetch - this.queue.length)
+    const wanted = this.concurrency - this.handlers + this.prefetch - this.queue.length
+    return Math.max(0, Math.min(wanted, this.capacity - this.entries.size))
   }
 
   /** Tasks a lock took, with their leases; true when one of them needs the watcher earlier. */
@@ -118,8 +123,7 @@ export class TaskState {
    * `dropLapsed(now)` first: a task whose lease passed must not start.
    */
   start(now: number): Entry | undefined {
-    if (this.handlers >= this.concurrency || this.handlers + this.releasing >= 2 * this.concurrency)
-      return undefined
+    if (this.handlers >= this.concurrency) return undefined
     const entry = this.queue.shift()
     if (entry === undefined) return undefined
     entry.phase = "handler"
@@ -146,7 +150,7 @@ export class TaskState {
     if (entry.phase === "handler" && this.entries.has(entry.key)) {
       entry.phase = "releasing"
       this.handlers--
-      this.releasing++
+      this.inRelease++
     }
     return entry.stopReason
   }
@@ -155,7 +159,7 @@ export class TaskState {
   released(entry: Entry): void {
     if (!this.entries.delete(entry.key)) return
     if (entry.phase === "handler") this.handlers--
-    else if (entry.phase === "releasing") this.releasing--
+    else if (entry.phase === "releasing") this.inRelease--
     else this.queue = this.queue.filter((e) => e !== entry)
   }
 
@@ -224,6 +228,11 @@ export class TaskState {
   /** Handlers running now. */
   get running(): number {
     return this.handlers
+  }
+
+  /** Tasks whose release is on its way. */
+  get releasing(): number {
+    return this.inRelease
   }
 
   /** Tasks held in any phase. */
