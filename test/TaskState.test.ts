@@ -22,7 +22,7 @@ const task = (id: string, due: number, lockExpiresAt = 30_000, timeoutSeconds = 
 })
 
 describe("TaskState", () => {
-  it("a lock takes free slots plus prefetch; held tasks stay within twice concurrency plus prefetch", () => {
+  it("a lock takes free slots plus prefetch; held tasks stay within twice concurrency + prefetch", () => {
     const state = new TaskState(2, 3, 1000)
     assert.strictEqual(state.room(), 5)
     state.claimed([task("a", 3), task("b", 1), task("c", 2), task("d", 5), task("e", 4)], 30_000, 0)

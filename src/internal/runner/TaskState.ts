@@ -17,7 +17,7 @@
  *
  * Limits: at most `concurrency` handlers run, and `room()` lets a lock take only what fits in
  * the free slots plus `prefetch` waiting tasks, while the runner holds at most `capacity`
- * (twice `concurrency` plus `prefetch`) tasks in all, releases on their way included.
+ * (twice `concurrency + prefetch`) tasks in all, releases on their way included.
  */
 import type * as Fiber from "effect/Fiber"
 import type { ReleaseStatus, Task } from "../../Scheduler.js"
@@ -85,9 +85,13 @@ export class TaskState {
     readonly margin: number,
   ) {}
 
-  /** The most tasks held at once, in any phase: twice `concurrency`, plus `prefetch`. */
+  /**
+   * The most tasks held at once, in any phase: `concurrency` running plus `prefetch` waiting,
+   * and as many again on their way back (releases are written in batches, so they cost little
+   * while they wait).
+   */
   get capacity(): number {
-    return 2 * this.concurrency + this.prefetch
+    return 2 * (this.concurrency + this.prefetch)
   }
 
   /**
