@@ -2,25 +2,27 @@
  * The `TaskRunner`: runs the tasks of a `Scheduler` with handlers, as Effect fibers.
  *
  * Handlers are `(task) => Effect`, registered by task name; the runner only takes tasks it has
- * a handler for. It is a scoped fiber tree:
- * - a poll loop (`Effect.repeat` with a `Schedule`) waits for free slots (`concurrency` of them,
- *   a `TSemaphore`), takes up to that many due tasks in one `lock`, and starts each in a
- *   `FiberMap` (by task id). It drains due tasks back to back; only when it took fewer than it
- *   asked for does it wait: until the next task is due, a wake-up says tasks changed, or
- *   `pollInterval` passed.
- * - each task's fiber runs its handler, then releases the task: completed, failed (with the
- *   handler's message; retried with backoff by the scheduler), or given back. Its slot is free
- *   as soon as the handler is done; releases in flight are limited to `concurrency` too, so a
- *   runner holds at most twice `concurrency` tasks.
- * - one fiber extends the locks of all running tasks (heartbeats) and stops those that were
- *   cancelled or whose lock was lost; one fiber keeps the tasks' timeouts (it sleeps until the
- *   earliest deadline). A timer fiber per task (`Effect.timeout`) cost as much as the rest of
- *   the runner's own work per task.
+ * a handler for. Each task it holds is one record of `internal/runner/TaskState` (prefetched,
+ * handler, releasing), and three small loops work over them, each restarted (and logged) after
+ * a defect:
+ * - the poll loop takes up to the free slots plus `prefetch` due tasks in one `lock`, and
+ *   drains due tasks back to back; only when it took fewer than it asked for does it wait:
+ *   until the next task is due, a wake-up says tasks changed, or `pollInterval` passed.
+ *   Taken tasks start in priority and due order as slots free up, each in its own fiber, which
+ *   runs the handler, then releases the task: completed, failed (with the handler's message;
+ *   retried with backoff by the scheduler), or given back. The slot is free once the handler is
+ *   done; the scheduler writes concurrent releases together.
+ * - the heartbeat loop extends the locks of all held tasks at once (one write), and stops
+ *   those that were cancelled or whose lock was lost; the database's answer is their lease.
+ * - the watcher sleeps until the earliest timeout or lease and stops the handlers past theirs:
+ *   timed out (a failed attempt), or lease expired (its lock as last confirmed, minus a margin,
+ *   has passed by the runner's clock: interrupted, logged, not reported completed, so that it
+ *   never runs in two runners at once). Prefetched tasks whose lease lapsed are not started.
  * - database errors are logged and retried with capped, jittered exponential backoff; they
  *   never end the runner.
- * - when the runner is interrupted (its scope closes) it stops taking tasks, lets running
- *   handlers finish within `shutdownTimeout`, then interrupts them and gives their tasks back
- *   so that another runner takes them at once.
+ * - when the runner is interrupted (its scope closes) it stops taking tasks, gives back the
+ *   prefetched ones (uncounted), lets running handlers finish within `shutdownTimeout`, then
+ *   interrupts them and gives their tasks back so that another runner takes them at once.
  *
  * Every task start and finish is logged (`task started`, `task finished`) with the runner id
  * and the task id as log annotations (`runner`, `task`, `name`; `result`, `error`, `ms`). */
