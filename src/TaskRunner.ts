@@ -499,7 +499,7 @@ const runWith = <R>(config: Config<R>) =>
 
     /** One round: take what there is room for; wait only when that was less than there was room for. */
     const pollOnce = Effect.gen(function* () {
-      const wanted = state.room()
+      const wanted = state.wanted()
       if (wanted === 0) return yield* Queue.take(roomMade)
       const taken = yield* take(wanted)
       if (taken < wanted) yield* idle

@@ -103,6 +103,17 @@ export class TaskState {
     return Math.max(0, Math.min(wanted, this.capacity - this.entries.size))
   }
 
+  /**
+   * What the next lock should ask for: `room()`, but while prefetched tasks still wait, only
+   * once half the prefetch is free again (so that a runner kept busy claims in batches rather
+   * than one task per finished handler); 0 means wait.
+   */
+  wanted(): number {
+    const room = this.room()
+    if (this.queue.length === 0) return room
+    return room >= Math.max(1, Math.ceil(this.prefetch / 2)) ? room : 0
+  }
+
   /** Tasks a lock took, with their leases; true when one of them needs the watcher earlier. */
   claimed(tasks: ReadonlyArray<Task>, lockMillis: number, now: number): boolean {
     for (const task of tasks) {
