@@ -2,25 +2,27 @@
  * The `TaskRunner`: runs the tasks of a `Scheduler` with handlers, as Effect fibers.
  *
  * Handlers are `(task) => Effect`, registered by task name; the runner only takes tasks it has
- * a handler for. It is a scoped fiber tree:
- * - a poll loop (`Effect.repeat` with a `Schedule`) waits for free slots (`concurrency` of them,
- *   a `TSemaphore`), takes up to that many due tasks in one `lock`, and starts each in a
- *   `FiberMap` (by task id). It drains due tasks back to back; only when it took fewer than it
- *   asked for does it wait: until the next task is due, a wake-up says tasks changed, or
- *   `pollInterval` passed.
- * - each task's fiber runs its handler, then releases the task: completed, failed (with the
- *   handler's message; retried with backoff by the scheduler), or given back. Its slot is free
- *   as soon as the handler is done; releases in flight are limited to `concurrency` too, so a
- *   runner holds at most twice `concurrency` tasks.
- * - one fiber extends the locks of all running tasks (heartbeats) and stops those that were
- *   cancelled or whose lock was lost; one fiber keeps the tasks' timeouts (it sleeps until the
- *   earliest deadline). A timer fiber per task (`Effect.timeout`) cost as much as the rest of
- *   the runner's own work per task.
+ * a handler for. Each task it holds is one record of `internal/runner/TaskState` (prefetched,
+ * handler, releasing), and three small loops work over them, each restarted (and logged) after
+ * a defect:
+ * - the poll loop takes up to the free slots plus `prefetch` due tasks in one `lock`, and
+ *   drains due tasks back to back; only when it took fewer than it asked for does it wait:
+ *   until the next task is due, a wake-up says tasks changed, or `pollInterval` passed.
+ *   Taken tasks start in priority and due order as slots free up, each in its own fiber, which
+ *   runs the handler, then releases the task: completed, failed (with the handler's message;
+ *   retried with backoff by the scheduler), or given back. The slot is free once the handler is
+ *   done; the scheduler writes concurrent releases together.
+ * - the heartbeat loop extends the locks of all held tasks at once (one write), and stops
+ *   those that were cancelled or whose lock was lost; the database's answer is their lease.
+ * - the watcher sleeps until the earliest timeout or lease and stops the handlers past theirs:
+ *   timed out (a failed attempt), or lease expired (its lock as last confirmed, minus a margin,
+ *   has passed by the runner's clock: interrupted, logged, not reported completed, so that it
+ *   never runs in two runners at once). Prefetched tasks whose lease lapsed are not started.
  * - database errors are logged and retried with capped, jittered exponential backoff; they
  *   never end the runner.
- * - when the runner is interrupted (its scope closes) it stops taking tasks, lets running
- *   handlers finish within `shutdownTimeout`, then interrupts them and gives their tasks back
- *   so that another runner takes them at once.
+ * - when the runner is interrupted (its scope closes) it stops taking tasks, gives back the
+ *   prefetched ones (uncounted), lets running handlers finish within `shutdownTimeout`, then
+ *   interrupts them and gives their tasks back so that another runner takes them at once.
  *
  * Every task start and finish is logged (`task started`, `task finished`) with the runner id
  * and the task id as log annotations (`runner`, `task`, `name`; `result`, `error`, `ms`). */
@@ -33,14 +35,14 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import * as STM from "effect/STM"
-import * as TSemaphore from "effect/TSemaphore"
 import * as Arg from "./Arguments.js"
-import { type ReleaseStatus, Scheduler, type Task } from "./Scheduler.js"
+import { type Entry, type Outcome, TaskState } from "./internal/runner/TaskState.js"
+import * as KvMetrics from "./Metrics.js"
+import { Scheduler, type Task } from "./Scheduler.js"
 import { InvalidArgumentError, type StoreError } from "./Store.js"
 
 /** Runs one task. Its failure (or defect) fails the attempt, with its message as `lastError`. */
@@ -55,6 +57,13 @@ export interface TaskRunnerOptions<R = never> {
   readonly taskTypes?: ReadonlyArray<string> | undefined
   /** Tasks run at once (default 1). */
   readonly concurrency?: number | undefined
+  /**
+   * Tasks a runner may lock ahead of its free slots (default 0), so that one `lock` takes
+   * many and a finished handler's slot is filled without a round trip. Tasks taken but not
+   * started are given back (uncounted) at shutdown, and never run once their lease could not
+   * be extended.
+   */
+  readonly prefetch?: number | undefined
   /**
    * The longest an idle runner waits before it looks again (default 10 seconds); it looks
    * earlier when the next task is due, or when woken by a new task.
@@ -72,6 +81,7 @@ export interface TaskRunnerOptions<R = never> {
 
 export const defaults = {
   concurrency: 1,
+  prefetch: 0,
   pollInterval: Duration.seconds(10),
   lockDuration: Duration.minutes(5),
   shutdownTimeout: Duration.seconds(30),
@@ -83,6 +93,7 @@ interface Config<R> {
   readonly handlers: ReadonlyMap<string, Handler<R>>
   readonly taskTypes: ReadonlyArray<string>
   readonly concurrency: number
+  readonly prefetch: number
   readonly pollInterval: Duration.Duration
   readonly lockDuration: Duration.Duration
   readonly heartbeatInterval: Duration.Duration
@@ -93,6 +104,7 @@ interface Config<R> {
 const decodeRunnerId = Arg.decoder(Arg.name("runner id"))
 const decodeTaskType = Arg.decoder(Arg.name("task type"))
 const decodeConcurrency = Arg.decoder(Arg.positive("concurrency"))
+const decodePrefetch = Arg.decoder(Arg.nonNegative("prefetch"))
 const decodeDuration = Arg.decoder(Arg.PositiveDuration)
 
 /** A runner id unique to this process: `<hostname>-<pid>-<random>`. */
@@ -130,6 +142,7 @@ export const validate = <R>(options: TaskRunnerOptions<R>): Effect.Effect<Config
       handlers,
       taskTypes,
       concurrency: yield* decodeConcurrency(options.concurrency ?? defaults.concurrency),
+      prefetch: yield* decodePrefetch(options.prefetch ?? defaults.prefetch),
       pollInterval: yield* decodeDuration(options.pollInterval ?? defaults.pollInterval),
       lockDuration,
       heartbeatInterval,
@@ -137,13 +150,6 @@ export const validate = <R>(options: TaskRunnerOptions<R>): Effect.Effect<Config
       maxErrorBackoff: yield* decodeDuration(options.maxErrorBackoff ?? defaults.maxErrorBackoff),
     }
   })
-
-/** How an attempt ended: what the log says, and how the task is given back (if at all). */
-interface Outcome {
-  readonly result: "completed" | "failed" | "timed-out" | "cancelled" | "lock-lost" | "returned"
-  readonly release?: ReleaseStatus | undefined
-  readonly error?: string | undefined
-}
 
 /** A failure's message, as `lastError` keeps it. */
 const describe = (error: unknown): string => {
@@ -160,6 +166,13 @@ const describe = (error: unknown): string => {
     return String(error)
   }
 }
+
+/**
+ * How long before its lease expires (as last confirmed) a handler is stopped: a tenth of the
+ * lock duration, and less than half the time a heartbeat has to extend it.
+ */
+const leaseMargin = (lockMillis: number, heartbeatMillis: number) =>
+  Math.max(0, Math.min(lockMillis / 10, (lockMillis - heartbeatMillis) / 2))
 
 /** The shortest wait of an idle runner. */
 const minimumWait = 10
@@ -194,16 +207,18 @@ const runWith = <R>(config: Config<R>) =>
   Effect.gen(function* () {
     const scheduler = yield* Scheduler
     const { runnerId } = config
+    const lockMillis = Duration.toMillis(config.lockDuration)
+    const heartbeatMillis = Duration.toMillis(config.heartbeatInterval)
     const wakeups = yield* scheduler.wakeups
-    /** Handlers running at once. */
-    const slots = yield* STM.commit(TSemaphore.make(config.concurrency))
-    /** Releases in flight at once. */
-    const releases = yield* STM.commit(TSemaphore.make(config.concurrency))
-    /** The running tasks' fibers, by task id. */
-    const running = yield* FiberMap.make<string, void, never>()
-    /** Why a running handler was stopped (timed out, cancelled, lock lost), by task id. */
-    const stopped = new Map<string, Outcome>()
-    const shuttingDown = yield* Ref.make(false)
+    const state = new TaskState(config.concurrency, config.prefetch, leaseMargin(lockMillis, heartbeatMillis))
+    /** The fibers of the tasks (and of prefetched tasks being given back), by claim. */
+    const running = yield* FiberMap.make<number, void, never>()
+    const fork = yield* FiberMap.runtime(running)<R>()
+    /** Room for more tasks: a handler finished, a task was released or dropped. */
+    const roomMade = yield* Queue.sliding<void>(1)
+    /** Wakes the watcher when a task needs it before the time it sleeps until. */
+    const watchEarlier = yield* Queue.sliding<void>(1)
+    let shuttingDown = false
 
     const backoff = Schedule.exponential(Duration.millis(100), 2).pipe(
       Schedule.union(Schedule.spaced(config.maxErrorBackoff)),
@@ -225,9 +240,17 @@ const runWith = <R>(config: Config<R>) =>
           Effect.retry({ schedule, while: isStoreError }),
         )
 
+    /** A loop that logs a defect (a bug) and starts again after a pause, rather than dying. */
+    const forever = <E, R2>(what: string, once: Effect.Effect<void, E, R2>, pause: Duration.Duration) =>
+      Effect.forever(
+        Effect.catchAllCause(once, (cause) =>
+          Effect.zipRight(Effect.logError(`${what} failed; restarting it`, cause), Effect.sleep(pause)),
+        ),
+      )
+
     // --- one task -------------------------------------------------------------------
 
-    /** The task's handler; its timeout is kept by the deadline watcher below. */
+    /** The task's handler; its timeout and lease are kept by the watcher. */
     const attempt = (task: Task) => {
       const handler = config.handlers.get(task.name)
       return handler === undefined
@@ -235,7 +258,7 @@ const runWith = <R>(config: Config<R>) =>
         : Effect.asVoid(Effect.suspend(() => handler(task)))
     }
 
-    const outcomeOf = (exit: Exit.Exit<void, unknown>, stopping: boolean): Outcome => {
+    const outcomeOf = (exit: Exit.Exit<void, unknown>): Outcome => {
       if (Exit.isSuccess(exit)) return { result: "completed", release: "completed" }
       const failure = Cause.failureOption(exit.cause)
       if (Option.isSome(failure)) {
@@ -244,7 +267,7 @@ const runWith = <R>(config: Config<R>) =>
       }
       const defect = Cause.dieOption(exit.cause)
       if (Option.isSome(defect)) return { result: "failed", release: "failed", error: describe(defect.value) }
-      return stopping
+      return shuttingDown
         ? {
             result: "returned",
             release: "pending",
@@ -253,10 +276,12 @@ const runWith = <R>(config: Config<R>) =>
         : { result: "failed", release: "failed", error: "interrupted" }
     }
 
-    const release = (task: Task, outcome: Outcome) =>
+    /** Stores the release; whether it was stored. */
+    const release = (task: Task, outcome: Outcome): Effect.Effect<boolean> =>
       outcome.release === undefined
-        ? Effect.void
+        ? Effect.succeed(false)
         : scheduler.release(task.id, runnerId, outcome.release, outcome.error).pipe(
+            Effect.as(true),
             // after its lock has expired, the task is another runner's to give back
             Effect.tapError((error) =>
               isStoreError(error)
@@ -267,36 +292,49 @@ const runWith = <R>(config: Config<R>) =>
             ),
             Effect.retry({
               schedule: backoff.pipe(Schedule.upTo(config.lockDuration)),
-              while: (error) =>
-                isStoreError(error) ? Effect.map(Ref.get(shuttingDown), (stopping) => !stopping) : false,
+              while: (error) => isStoreError(error) && !shuttingDown,
             }),
             Effect.catchAll((error) =>
-              Effect.logWarning("could not release the task").pipe(
-                Effect.annotateLogs("error", error.message),
+              Effect.as(
+                Effect.logWarning("could not release the task").pipe(
+                  Effect.annotateLogs("error", error.message),
+                ),
+                false,
               ),
             ),
           )
 
+    const signal = (queue: Queue.Queue<void>) => queue.unsafeOffer(undefined)
+
     /**
-     * Runs a taken task and releases it. Interrupted by the heartbeats (cancelled, lock lost),
-     * it leaves the task alone; interrupted by the shutdown, it gives the task back.
+     * Runs a started task and releases it. Interrupted by the watcher or the heartbeats (timed
+     * out, cancelled, lock lost, lease expired), it is released as that says; interrupted by
+     * the shutdown, it gives the task back.
      */
-    const execute = (task: Task, handlerDone: Effect.Effect<void>) =>
-      Effect.uninterruptibleMask((restore) =>
+    const execute = (entry: Entry) => {
+      const { task } = entry
+      return Effect.uninterruptibleMask((restore) =>
         Effect.gen(function* () {
           const startedAt = yield* Clock.currentTimeMillis
           yield* Effect.logInfo("task started")
-          yield* watchDeadline(task, startedAt)
+          yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksStarted, task.name))
           const exit = yield* Effect.exit(restore(attempt(task)))
-          deadlines.delete(task.id)
-          yield* handlerDone
-          const stoppedAs = stopped.get(task.id)
-          stopped.delete(task.id)
-          const outcome =
-            stoppedAs !== undefined && Exit.isInterrupted(exit)
-              ? stoppedAs
-              : outcomeOf(exit, yield* Ref.get(shuttingDown))
-          yield* release(task, outcome)
+          const handlerMs = (yield* Clock.currentTimeMillis) - startedAt
+          yield* Metric.update(KvMetrics.forTask(KvMetrics.taskDuration, task.name), handlerMs)
+          const stoppedAs = state.handlerDone(entry)
+          dispatch()
+          const outcome = stoppedAs !== undefined && Exit.isInterrupted(exit) ? stoppedAs : outcomeOf(exit)
+          if (outcome.result === "lease-expired") {
+            yield* Effect.logWarning("task lease expired; handler interrupted").pipe(
+              Effect.annotateLogs("error", outcome.error ?? ""),
+            )
+          }
+          const stored = yield* release(task, outcome)
+          if (stored && outcome.release === "completed") {
+            yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksCompleted, task.name))
+          } else if (stored && outcome.release === "failed") {
+            yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksFailed, task.name))
+          }
           const finishedAt = yield* Clock.currentTimeMillis
           yield* Effect.logInfo("task finished").pipe(
             Effect.annotateLogs({
@@ -307,129 +345,135 @@ const runWith = <R>(config: Config<R>) =>
           )
         }),
       ).pipe(
+        Effect.catchAllCause((cause) => Effect.logError("task runner bug while running a task", cause)),
+        Effect.ensuring(
+          Effect.sync(() => {
+            state.released(entry)
+            dispatch()
+          }),
+        ),
         Effect.annotateLogs({ task: task.id, name: task.name }),
         Effect.withSpan("TaskRunner.execute", {
           attributes: { "task.id": task.id, "task.name": task.name },
           captureStackTrace: false,
         }),
       )
+    }
+
+    /** A prefetched task that will not run: given back (unless lost), its slot free. */
+    const giveBack = (entry: Entry, lapsed = false) =>
+      fork(
+        entry.key,
+        (lapsed ? Effect.logWarning("prefetched task's lease expired; not running it") : Effect.void).pipe(
+          Effect.zipRight(scheduler.release(entry.task.id, runnerId, "pending")),
+          Effect.catchAll((e) =>
+            Effect.logInfo("could not give a prefetched task back").pipe(
+              Effect.annotateLogs("error", e.message),
+            ),
+          ),
+          Effect.annotateLogs({ task: entry.task.id, name: entry.task.name }),
+        ),
+        { immediate: false },
+      )
+
+    /**
+     * Starts prefetched tasks while slots are free, after giving back those whose lease passed
+     * (they must not run late). Synchronous: called from any fiber, after any transition.
+     */
+    let clockNow: () => number = () => Date.now()
+    function dispatch(): void {
+      if (shuttingDown) return
+      signal(roomMade)
+      const now = clockNow()
+      for (const entry of state.dropLapsed(now)) giveBack(entry, true)
+      for (;;) {
+        const entry = state.start(now)
+        if (entry === undefined) return
+        if (state.needsWatcher(entry)) signal(watchEarlier)
+        // not run at once: this may be another task's fiber, whose span and logs are its own
+        entry.fiber = fork(entry.key, execute(entry), { immediate: false })
+      }
+    }
+    /** Interrupts a running handler (timed out, cancelled, lock or lease lost); a waiting one is dropped. */
+    const stop = (entry: Entry, outcome: Outcome) =>
+      Effect.suspend(() => {
+        if (entry.phase === "prefetched") {
+          if (state.drop(entry)) dispatch()
+          return Effect.void
+        }
+        const fiber = state.stop(entry, outcome)
+        return fiber === undefined ? Effect.void : Fiber.interruptFork(fiber)
+      })
+
+    // --- the watcher: timeouts and leases ---------------------------------------------
+    // One fiber for all held tasks rather than a timer fiber each (`Effect.timeout` forks two
+    // fibers per call): it sleeps until the earliest deadline or lease and acts on what passed.
+
+    const watchOnce = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const { leaseExpired, timedOut } = state.overdue(now)
+      for (const entry of timedOut) {
+        const seconds = entry.task.timeoutSeconds
+        yield* stop(entry, { result: "timed-out", release: "failed", error: `timed out after ${seconds}s` })
+      }
+      for (const entry of leaseExpired) {
+        yield* stop(entry, {
+          result: "lease-expired",
+          error: `the lock could not be extended and expires at ${new Date(entry.leaseUntil).toISOString()}`,
+        })
+      }
+      // the prefetched tasks whose lease passed are given back
+      dispatch()
+      const next = state.nextCheck()
+      yield* Number.isFinite(next)
+        ? Effect.raceFirst(Queue.take(watchEarlier), Effect.sleep(Math.max(1, next - now)))
+        : Queue.take(watchEarlier)
+    })
 
     // --- heartbeats -------------------------------------------------------------------
 
-    /** Interrupts a running handler: timed out, cancelled, or its lock lost. */
-    const stop = (id: string, fiber: Fiber.RuntimeFiber<void>, outcome: Outcome) =>
-      Effect.suspend(() => {
-        // only while its handler runs: afterwards the task's own result stands
-        if (!deadlines.has(id)) return Effect.void
-        stopped.set(id, outcome)
-        return Fiber.interruptFork(fiber)
-      })
+    /** Extends the lock of one held task; a cancelled or lost one is stopped. */
+    const beat = (entry: Entry) =>
+      Effect.gen(function* () {
+        const sentAt = yield* Clock.currentTimeMillis
+        const result = yield* scheduler
+          .heartbeat(entry.task.id, runnerId, config.lockDuration)
+          .pipe(retrying("heartbeat", backoff.pipe(Schedule.upTo(config.heartbeatInterval))), Effect.either)
+        if (result._tag === "Right") {
+          if (result.right === "cancelled") return yield* stop(entry, { result: "cancelled" })
+          return state.extended(entry, sentAt + lockMillis)
+        }
+        const error = result.left
+        switch (error._tag) {
+          case "TaskNotHeldError":
+            return yield* stop(entry, { result: "lock-lost", error: error.message })
+          case "InvalidArgumentError":
+            return yield* Effect.die(error) // the options were checked
+          default:
+            // the watcher stops the handler if its lease runs out
+            return yield* Effect.logWarning("heartbeat failed").pipe(
+              Effect.annotateLogs("error", error.message),
+            )
+        }
+      }).pipe(Effect.annotateLogs({ task: entry.task.id, name: entry.task.name }))
 
-    // --- timeouts ---------------------------------------------------------------------
-    // One watcher for all running handlers rather than a timer fiber each (`Effect.timeout`
-    // forks two fibers per call): it sleeps until the earliest deadline and stops the handlers
-    // that passed theirs.
-
-    /** The running handlers' deadlines (epoch ms) and timeouts (s), by task id. */
-    const deadlines = new Map<string, { readonly at: number; readonly seconds: number }>()
-    /** Wakes the watcher when a deadline comes before the one it sleeps until. */
-    const earlierDeadline = yield* Queue.sliding<void>(1)
-    let watching = Number.POSITIVE_INFINITY
-
-    const watchDeadline = (task: Task, startedAt: number) =>
-      Effect.suspend(() => {
-        const at = startedAt + Math.ceil(task.timeoutSeconds * 1000)
-        deadlines.set(task.id, { at, seconds: task.timeoutSeconds })
-        return at < watching ? Queue.offer(earlierDeadline, undefined) : Effect.void
-      })
-
-    const stopOverdue = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      let next = Number.POSITIVE_INFINITY
-      for (const [id, { at, seconds }] of deadlines) {
-        if (at <= now) {
-          const fiber = yield* FiberMap.get(running, id).pipe(Effect.option)
-          if (Option.isSome(fiber)) {
-            yield* stop(id, fiber.value, {
-              result: "timed-out",
-              release: "failed",
-              error: `timed out after ${seconds}s`,
-            })
-          }
-        } else if (at < next) next = at
-      }
-      watching = next
-      yield* Number.isFinite(next)
-        ? Effect.raceFirst(Queue.take(earlierDeadline), Effect.sleep(next - now))
-        : Queue.take(earlierDeadline)
-    })
-
-    /** Extends the lock of every running task, one statement each. */
-    const heartbeats = Effect.suspend(() =>
-      Effect.forEach(
-        Array.from(running),
-        ([id, fiber]) =>
-          scheduler.heartbeat(id, runnerId, config.lockDuration).pipe(
-            retrying("heartbeat"),
-            Effect.flatMap((state) =>
-              state === "cancelled" ? stop(id, fiber, { result: "cancelled" }) : Effect.void,
-            ),
-            Effect.catchTags({
-              TaskNotHeldError: (error) => stop(id, fiber, { result: "lock-lost", error: error.message }),
-              InvalidArgumentError: Effect.die, // the options were checked
-            }),
-          ),
-        { discard: true },
-      ),
+    /** Extends the locks of every held task at once (the scheduler writes them together). */
+    const heartbeatOnce = Effect.zipRight(
+      Effect.sleep(config.heartbeatInterval),
+      Effect.suspend(() => Effect.forEach(state.held(), beat, { concurrency: "unbounded", discard: true })),
     )
 
     // --- the poll loop ----------------------------------------------------------------
 
-    /** Waits for at least one free slot and takes every free one. */
-    const takeFreeSlots = STM.commit(
-      STM.flatMap(TSemaphore.available(slots), (free) =>
-        free === 0 ? STM.retry : STM.as(TSemaphore.acquireN(slots, free), free),
-      ),
-    )
-    const freeSlots = (n: number) => (n > 0 ? STM.commit(TSemaphore.releaseN(slots, n)) : Effect.void)
-
-    /**
-     * Runs a task in its slot. The slot is free once the handler is done; the release waits for
-     * a place among `concurrency` releases in flight. So the next task need not wait for this
-     * one's round trip, and a runner holds at most twice `concurrency` tasks.
-     */
-    const start = (task: Task) =>
-      Effect.suspend(() => {
-        let slotFree = false
-        let releasing = false
-        const handlerDone = Effect.suspend(() => {
-          slotFree = true
-          return Effect.zipRight(
-            Effect.tap(STM.commit(TSemaphore.acquire(releases)), () => {
-              releasing = true
-            }),
-            freeSlots(1),
-          )
-        })
-        const done = Effect.suspend(() =>
-          Effect.zipRight(
-            slotFree ? Effect.void : freeSlots(1),
-            releasing ? STM.commit(TSemaphore.release(releases)) : Effect.void,
-          ),
-        )
-        return Effect.ensuring(execute(task, handlerDone), done)
-      })
-
-    /** Takes up to `wanted` tasks and starts them; not interrupted between the two. */
-    const takeAndStart = (wanted: number) =>
+    /** Takes up to `wanted` tasks and starts what fits; not interrupted between the two. */
+    const take = (wanted: number) =>
       Effect.uninterruptible(
-        Effect.tap(scheduler.lock(runnerId, config.lockDuration, config.taskTypes, wanted), (tasks) =>
-          Effect.forEach(
-            tasks,
-            // forked from an uninterruptible region: the handler must be interruptible again
-            (task) => FiberMap.run(running, task.id, Effect.interruptible(start(task))),
-            { discard: true },
-          ),
+        Effect.flatMap(scheduler.lock(runnerId, config.lockDuration, config.taskTypes, wanted), (tasks) =>
+          Effect.map(Clock.currentTimeMillis, (now) => {
+            if (state.claimed(tasks, lockMillis, now)) signal(watchEarlier)
+            dispatch()
+            return tasks.length
+          }),
         ),
       ).pipe(
         retrying("taking tasks"),
@@ -453,47 +497,54 @@ const runWith = <R>(config: Config<R>) =>
       yield* wakeups.wait(Duration.millis(wait))
     })
 
-    /** One round: take what is due; wait only when that was less than there was room for. */
+    /** One round: take what there is room for; wait only when that was less than there was room for. */
     const pollOnce = Effect.gen(function* () {
-      const wanted = yield* takeFreeSlots
-      const taken = (yield* takeAndStart(wanted)).length
-      yield* freeSlots(wanted - taken)
+      const wanted = state.wanted()
+      if (wanted === 0) return yield* Queue.take(roomMade)
+      const taken = yield* take(wanted)
       if (taken < wanted) yield* idle
     })
 
-    const poller = yield* Effect.forkScoped(
-      Effect.repeat(
-        // a defect (a bug) is logged, and the loop goes on after a pause
-        Effect.catchAllCause(pollOnce, (cause) =>
-          Effect.zipRight(Effect.logError("poll failed", cause), Effect.sleep(config.pollInterval)),
-        ),
-        Schedule.forever,
-      ),
-    )
+    // the clock of the runner's fiber (a TestClock in tests), read synchronously by `dispatch`
+    const clock = yield* Effect.clock
+    clockNow = () => clock.unsafeCurrentTimeMillis()
 
-    // heartbeats and timeouts go on while running tasks finish at shutdown: these fibers are stopped after them
-    yield* Effect.forkScoped(Effect.schedule(heartbeats, Schedule.spaced(config.heartbeatInterval)))
-    yield* Effect.forkScoped(Effect.forever(stopOverdue))
+    const poller = yield* Effect.forkScoped(forever("poll", pollOnce, config.pollInterval))
+    // heartbeats and the watcher go on while running tasks finish at shutdown: these fibers are stopped after them
+    // (a round of heartbeats begins with its interval: no pause needed)
+    yield* Effect.forkScoped(forever("heartbeats", heartbeatOnce, Duration.zero))
+    yield* Effect.forkScoped(forever("task watcher", watchOnce, Duration.seconds(1)))
 
-    // Runs first when the scope closes: stop taking, let handlers finish, then give the rest back.
+    // Runs first when the scope closes: stop taking, give back what did not start, let
+    // handlers finish, then give the rest back.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         yield* Fiber.interrupt(poller)
+        const waiting = state.dropAll()
         yield* Effect.logInfo("task runner stopping").pipe(
-          Effect.annotateLogs("running", yield* FiberMap.size(running)),
+          Effect.annotateLogs({
+            running: state.running,
+            releasing: state.releasing,
+            prefetched: waiting.length,
+          }),
         )
+        for (const entry of waiting) giveBack(entry)
         // finalizers are uninterruptible: the wait must be interruptible for the timeout to end it
         yield* Effect.ignore(
           Effect.timeout(Effect.interruptible(FiberMap.awaitEmpty(running)), config.shutdownTimeout),
         )
-        yield* Ref.set(shuttingDown, true)
+        shuttingDown = true
         yield* FiberMap.clear(running)
         yield* Effect.logInfo("task runner stopped")
       }),
     )
 
     yield* Effect.logInfo("task runner started").pipe(
-      Effect.annotateLogs({ taskTypes: config.taskTypes.join(","), concurrency: config.concurrency }),
+      Effect.annotateLogs({
+        taskTypes: config.taskTypes.join(","),
+        concurrency: config.concurrency,
+        prefetch: config.prefetch,
+      }),
     )
     return yield* Effect.never
   })

@@ -1,6 +1,7 @@
 /**
  * The promise a job queue makes, kept across crashes: 2,000 due tasks, four `kv task run`
- * processes (the BUILT `dist/kv.js`) with a short lock, two of them killed with SIGKILL at
+ * processes (the BUILT `dist/kv.js`) with a short lock, two of them with `--prefetch` (tasks
+ * locked ahead of their free slots), two of them (one of each kind) killed with SIGKILL at
  * random moments (each while it has a task under way, if it can be caught so) and started
  * again under a new runner id. In the end every task is completed, none is pending or running,
  * and a task ran a second time only after the runner that held it had died.
@@ -93,6 +94,8 @@ const crashTest = (type: BackendType, connectionOf: () => string) =>
             "250ms",
             "--concurrency",
             "4",
+            // the even slots lock ahead: a killed one takes prefetched tasks down with it
+            ...(slot % 2 === 0 ? ["--prefetch", "6"] : []),
             "--task-types",
             "echo",
             "--type",
@@ -108,8 +111,8 @@ const crashTest = (type: BackendType, connectionOf: () => string) =>
       }
       const live = Array.from({ length: runnerCount }, (_, slot) => launch(slot, 0))
 
-      // two victims, each killed once when the tasks completed pass a random mark
-      const victims = [0, 1, 2, 3].sort(() => Math.random() - 0.5).slice(0, 2)
+      // two victims (one prefetching, one not), each killed once when the tasks completed pass a random mark
+      const victims = [Math.random() < 0.5 ? 0 : 2, Math.random() < 0.5 ? 1 : 3]
       const marks = new Map(victims.map((slot) => [slot, 100 + Math.floor(Math.random() * 1100)]))
       const started = Date.now()
       let done = 0

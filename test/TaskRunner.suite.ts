@@ -16,12 +16,14 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
+import * as KvMetrics from "../src/Metrics.js"
 import {
   type HeartbeatResult,
   type ReleaseStatus,
@@ -41,19 +43,29 @@ type Event =
   | { readonly op: "lock-failed" }
   | { readonly op: "release"; readonly id: string; readonly status: ReleaseStatus; readonly error?: string }
   | { readonly op: "heartbeat"; readonly id: string; readonly result: HeartbeatResult }
+  | { readonly op: "heartbeat-failed"; readonly id: string }
   | { readonly op: "log"; readonly message: string }
 
 interface ProbeService {
   readonly events: PubSub.PubSub<Event>
   /** How many of the next `lock` calls fail with a StoreError. */
   readonly failLocks: Ref.Ref<number>
+  /** Whether heartbeats fail with a StoreError (the database out of reach). */
+  readonly failHeartbeats: Ref.Ref<boolean>
+  /** How many of the next heartbeats die (a defect, as a bug would). */
+  readonly dieHeartbeats: Ref.Ref<number>
 }
 
 class Probe extends Context.Tag("test/TaskRunnerProbe")<Probe, ProbeService>() {}
 
 const probeLayer = Layer.effect(
   Probe,
-  Effect.all({ events: PubSub.unbounded<Event>(), failLocks: Ref.make(0) }),
+  Effect.all({
+    events: PubSub.unbounded<Event>(),
+    failLocks: Ref.make(0),
+    failHeartbeats: Ref.make(false),
+    dieHeartbeats: Ref.make(0),
+  }),
 )
 
 const injected = new StoreError({
@@ -68,7 +80,7 @@ const probedScheduler = Layer.effect(
   Scheduler,
   Effect.gen(function* () {
     const inner = yield* Scheduler
-    const { events, failLocks } = yield* Probe
+    const { dieHeartbeats, events, failHeartbeats, failLocks } = yield* Probe
     const publish = (event: Event) => PubSub.publish(events, event)
     return {
       ...inner,
@@ -87,9 +99,25 @@ const probedScheduler = Layer.effect(
           publish({ op: "release", id, status, ...(error === undefined ? {} : { error }) }),
         ),
       heartbeat: (id, runnerId, duration) =>
-        Effect.tap(inner.heartbeat(id, runnerId, duration), (result) =>
-          publish({ op: "heartbeat", id, result }),
-        ),
+        Effect.gen(function* () {
+          if (yield* Ref.modify(dieHeartbeats, (n) => [n > 0, Math.max(0, n - 1)] as const)) {
+            return yield* Effect.dieMessage("injected defect")
+          }
+          if (yield* Ref.get(failHeartbeats)) {
+            yield* publish({ op: "heartbeat-failed", id })
+            return yield* Effect.fail(
+              new StoreError({
+                operation: "heartbeat",
+                reason: "connect",
+                detail: "injected failure",
+                cause: null,
+              }),
+            )
+          }
+          const result = yield* inner.heartbeat(id, runnerId, duration)
+          yield* publish({ op: "heartbeat", id, result })
+          return result
+        }),
     }
   }),
 )
@@ -196,6 +224,68 @@ export const taskRunnerSuite = (name: string, backend: Layer.Layer<Scheduler, un
           assert.strictEqual(error._tag, "InvalidArgumentError")
         }
       }),
+    )
+
+    it.effect(
+      "concurrent releases and heartbeats are written together, each caller getting its own answer",
+      () =>
+        Effect.gen(function* () {
+          const scheduler = yield* Scheduler
+          const tasks = yield* Effect.forEach([0, 1, 2, 3, 4, 5], (i) =>
+            create("batched", { maxRetries: 3 }, { i }),
+          )
+          const mine = yield* scheduler.lock("batcher", "1 minute", ["batched"], 5)
+          assert.strictEqual(mine.length, 5)
+          const [theirs] = yield* scheduler.lock("other", "1 minute", ["batched"], 5)
+          assert.isDefined(theirs)
+          const ids = mine.map((t) => t.id)
+          const beats = yield* Effect.all(
+            [...ids, theirs!.id].map((id) => Effect.either(scheduler.heartbeat(id, "batcher", "2 minutes"))),
+            { concurrency: "unbounded" },
+          )
+          assert.deepStrictEqual(
+            beats.slice(0, 5).map((b) => b._tag === "Right" && b.right),
+            ["running", "running", "running", "running", "running"],
+          )
+          assert.strictEqual(beats[5]!._tag, "Left")
+          const statuses: ReadonlyArray<ReleaseStatus> = [
+            "completed",
+            "failed",
+            "pending",
+            "cancelled",
+            "completed",
+          ]
+          const results = yield* Effect.all(
+            [
+              ...ids.map((id, i) => Effect.either(scheduler.release(id, "batcher", statuses[i]!, `e${i}`))),
+              // not held by this runner, and a second release of a task released in the same tick
+              Effect.either(scheduler.release(theirs!.id, "batcher", "completed")),
+              Effect.either(scheduler.release(ids[0]!, "batcher", "completed")),
+            ],
+            { concurrency: "unbounded" },
+          )
+          assert.deepStrictEqual(
+            results.map((r) => r._tag),
+            ["Right", "Right", "Right", "Right", "Right", "Left", "Left"],
+          )
+          for (const r of results.slice(5)) {
+            assert.strictEqual(r._tag === "Left" && r.left._tag, "TaskNotHeldError")
+          }
+          const after = yield* Effect.forEach(ids, getTask)
+          assert.deepStrictEqual(
+            after.map((t) => [t.status, t.retryCount, t.lastError]),
+            [
+              ["completed", 0, "e0"],
+              ["pending", 1, "e1"],
+              ["pending", 0, "e2"],
+              ["cancelled", 0, "e3"],
+              ["completed", 0, "e4"],
+            ],
+          )
+          assert.isDefined(after[0]!.completedAt)
+          assert.strictEqual((yield* getTask(theirs!.id)).lockedBy, "other")
+          assert.strictEqual(tasks.length, 6)
+        }),
     )
 
     it.scoped("drains due tasks, each once, `concurrency` handlers at a time, woken by create", () =>
@@ -474,6 +564,268 @@ export const taskRunnerSuite = (name: string, backend: Layer.Layer<Scheduler, un
         const untouched = yield* getTask(other.id)
         assert.strictEqual(untouched.status, "pending")
         assert.isUndefined(untouched.startedAt)
+      }),
+    )
+
+    it.scoped("records task metrics: started, completed, failed once stored, handler durations", () =>
+      Effect.gen(function* () {
+        const events = yield* subscribe
+        // the metric registry is global: a task name of this run only
+        const name = `metered-${crypto.randomUUID().slice(0, 8)}`
+        const read = Effect.all({
+          started: Metric.value(KvMetrics.forTask(KvMetrics.tasksStarted, name)),
+          completed: Metric.value(KvMetrics.forTask(KvMetrics.tasksCompleted, name)),
+          failed: Metric.value(KvMetrics.forTask(KvMetrics.tasksFailed, name)),
+          duration: Metric.value(KvMetrics.forTask(KvMetrics.taskDuration, name)),
+        })
+        const before = yield* read
+        yield* create(name, { maxRetries: 0 }, { fail: false })
+        yield* create(name, { maxRetries: 0 }, { fail: true })
+        yield* create(name, { maxRetries: 0 }, { fail: false })
+        yield* start({
+          concurrency: 1,
+          handlers: {
+            [name]: (task) =>
+              Effect.zipRight(
+                TestClock.adjust("3 millis"),
+                (task.payload as { fail: boolean }).fail ? Effect.fail("no") : Effect.void,
+              ),
+          },
+        })
+        for (let i = 0; i < 3; i++) yield* next(events, releasedAny)
+        yield* next(events, logged("task finished"))
+        const after = yield* read
+        assert.strictEqual(after.started.count - before.started.count, 3)
+        assert.strictEqual(after.completed.count - before.completed.count, 2)
+        assert.strictEqual(after.failed.count - before.failed.count, 1)
+        assert.strictEqual(after.duration.count - before.duration.count, 3)
+        assert.isAtLeast(after.duration.sum - before.duration.sum, 9)
+      }),
+    )
+
+    it.scoped("prefetch: one lock takes free slots plus prefetch; every task runs once, in due order", () =>
+      Effect.gen(function* () {
+        const events = yield* subscribe
+        const t0 = yield* TestClock.currentTimeMillis
+        // created latest-due first: due order is not creation order
+        const tasks = yield* Effect.forEach(
+          Array.from({ length: 12 }, (_, i) => 11 - i),
+          (i) => create("prefetched", { scheduledFor: new Date(t0 - 1000 + i) }, { i }),
+        )
+        const order: Array<number> = []
+        let inHandlers = 0
+        let most = 0
+        yield* start({
+          runnerId: "prefetcher",
+          concurrency: 2,
+          prefetch: 3,
+          handlers: {
+            prefetched: (task) =>
+              Effect.sync(() => {
+                most = Math.max(most, ++inHandlers)
+                order.push((task.payload as { i: number }).i)
+              }).pipe(Effect.zipRight(Effect.yieldNow()), Effect.ensuring(Effect.sync(() => inHandlers--))),
+          },
+        })
+        const first = yield* next(events, locked)
+        assert.strictEqual(first.ids.length, 5) // 2 free slots + 3 prefetched
+        const seen = new Set<string>()
+        let held = first.ids.length
+        while (seen.size < tasks.length) {
+          const event = yield* Queue.take(events)
+          if (event.op === "lock") held += event.ids.length
+          if (event.op === "release") {
+            assert.strictEqual(event.status, "completed")
+            assert.isFalse(seen.has(event.id), "released twice")
+            seen.add(event.id)
+            held--
+          }
+          // running, releasing and prefetched: twice concurrency + prefetch at most
+          assert.isAtMost(held, 2 * (2 + 3))
+        }
+        assert.isAtMost(most, 2)
+        // what one runner claimed starts in due order (two handlers at a time may finish in any order)
+        assert.deepStrictEqual(
+          order.slice(0, 5).sort((a, b) => a - b),
+          [0, 1, 2, 3, 4],
+        )
+        for (let i = 0; i + 2 < order.length; i++) assert.isBelow(order[i]!, order[i + 2]!)
+        for (const task of tasks) assert.strictEqual((yield* getTask(task.id)).status, "completed")
+      }),
+    )
+
+    it.scoped("prefetched tasks not started are given back at shutdown, uncounted", () =>
+      Effect.gen(function* () {
+        const events = yield* subscribe
+        const running = yield* Deferred.make<string>()
+        const gate = yield* Deferred.make<void>()
+        const tasks = yield* Effect.forEach([0, 1, 2, 3], (i) => create("held-back", {}, { i }))
+        const runner = yield* start({
+          runnerId: "holder",
+          concurrency: 1,
+          prefetch: 3,
+          handlers: {
+            "held-back": (task) => Effect.zipRight(Deferred.succeed(running, task.id), Deferred.await(gate)),
+          },
+        })
+        assert.strictEqual((yield* next(events, locked)).ids.length, 4)
+        const ran = yield* Deferred.await(running)
+        const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+        yield* next(events, logged("task runner stopping"))
+        const givenBack = new Set<string>()
+        for (let i = 0; i < 3; i++) {
+          const release = yield* next(events, releasedAny)
+          assert.strictEqual(release.status, "pending")
+          givenBack.add(release.id)
+        }
+        assert.isFalse(givenBack.has(ran))
+        yield* Deferred.succeed(gate, undefined)
+        assert.deepStrictEqual(yield* next(events, releasedAny), {
+          op: "release",
+          id: ran,
+          status: "completed",
+        })
+        yield* Fiber.join(stopping)
+        for (const task of tasks) {
+          const after = yield* getTask(task.id)
+          if (task.id === ran) assert.strictEqual(after.status, "completed")
+          else {
+            assert.strictEqual(after.status, "pending")
+            assert.strictEqual(after.retryCount, 0)
+            assert.isNull(after.lockedBy)
+          }
+        }
+      }),
+    )
+
+    it.scoped(
+      "a lease that heartbeats cannot extend: the handler is interrupted before it expires, prefetched tasks are not run",
+      () =>
+        Effect.gen(function* () {
+          const events = yield* subscribe
+          const { failHeartbeats } = yield* Probe
+          const started = yield* Queue.unbounded<string>()
+          const interruptedAt = yield* Deferred.make<number>()
+          const tasks = yield* Effect.forEach([0, 1, 2], (i) => create("leased", {}, { i }))
+          let first = true
+          yield* start({
+            runnerId: "cut-off",
+            concurrency: 1,
+            prefetch: 2,
+            lockDuration: "30 seconds",
+            heartbeatInterval: "10 seconds",
+            handlers: {
+              leased: (task) =>
+                Effect.zipRight(
+                  Queue.offer(started, task.id),
+                  Effect.suspend(() => {
+                    if (!first) return Effect.void
+                    first = false
+                    return Effect.onInterrupt(Effect.never, () =>
+                      Effect.flatMap(TestClock.currentTimeMillis, (now) =>
+                        Deferred.succeed(interruptedAt, now),
+                      ),
+                    )
+                  }),
+                ),
+            },
+          })
+          assert.strictEqual((yield* next(events, locked)).ids.length, 3)
+          const ran = yield* Queue.take(started)
+          const lockedUntil = (yield* getTask(ran)).lockExpiresAt!.getTime()
+          yield* Ref.set(failHeartbeats, true)
+          const seen: Array<Event> = []
+          const until =
+            (message: string) =>
+            (event: Event): event is Event => {
+              seen.push(event)
+              return event.op === "log" && event.message === message
+            }
+          yield* advanceUntil(events, until("task lease expired; handler interrupted"), "1 second")
+          const at = yield* Deferred.await(interruptedAt)
+          assert.isBelow(at, lockedUntil) // stopped before its lock expired
+          yield* next(events, until("task finished"))
+          // the prefetched ones were not run on their lapsed lease: given back first
+          const lapsed = seen.filter(
+            (e) => e.op === "log" && e.message === "prefetched task's lease expired; not running it",
+          )
+          assert.strictEqual(lapsed.length, 2)
+          assert.isFalse(seen.some((e) => e.op === "release" && e.id === ran))
+          const stopped = yield* getTask(ran)
+          assert.strictEqual(stopped.status, "running")
+          assert.strictEqual(stopped.lockedBy, "cut-off")
+          // once its lock expired another runner takes it: it never ran in two at once
+          yield* Ref.set(failHeartbeats, false)
+          yield* TestClock.adjust("31 seconds")
+          const scheduler = yield* Scheduler
+          yield* scheduler.lock("successor", "1 minute", ["leased"], 10) // gives back the expired lock
+          const retaken = yield* scheduler.lock("successor", "1 minute", ["leased"], 10)
+          assert.include(
+            retaken.map((t) => t.id),
+            ran,
+          )
+          for (const task of retaken) yield* scheduler.release(task.id, "successor", "completed")
+          assert.strictEqual(tasks.length, 3)
+        }),
+    )
+
+    it.scoped("a defect in the heartbeat loop is logged and the loop goes on", () =>
+      Effect.gen(function* () {
+        const events = yield* subscribe
+        const { dieHeartbeats } = yield* Probe
+        const running = yield* Deferred.make<void>()
+        const gate = yield* Deferred.make<void>()
+        const task = yield* create("defective")
+        yield* Ref.set(dieHeartbeats, 1)
+        yield* start({
+          lockDuration: "30 seconds",
+          heartbeatInterval: "10 seconds",
+          handlers: {
+            defective: () => Effect.zipRight(Deferred.succeed(running, undefined), Deferred.await(gate)),
+          },
+        })
+        yield* Deferred.await(running)
+        yield* advanceUntil(events, logged("heartbeats failed; restarting it"), "2 seconds")
+        const beat = yield* advanceUntil(events, heartbeatOf(task.id), "2 seconds")
+        assert.strictEqual(beat.result, "running")
+        assert.strictEqual((yield* getTask(task.id)).status, "running")
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual((yield* next(events, releasedAny)).status, "completed")
+      }),
+    )
+
+    it.scoped("several runners with prefetch: every task done once, none held by two at once", () =>
+      Effect.gen(function* () {
+        const events = yield* subscribe
+        const tasks = yield* Effect.forEach(
+          Array.from({ length: 40 }, (_, i) => i),
+          (i) => create("shared", {}, { i }),
+        )
+        const inHandler = new Set<string>()
+        const runs = new Map<string, number>()
+        let overlap = false
+        const handler = (task: Task) =>
+          Effect.suspend(() => {
+            if (inHandler.has(task.id)) overlap = true
+            inHandler.add(task.id)
+            runs.set(task.id, (runs.get(task.id) ?? 0) + 1)
+            return Effect.yieldNow()
+          }).pipe(Effect.ensuring(Effect.sync(() => inHandler.delete(task.id))))
+        for (const runnerId of ["r1", "r2", "r3"]) {
+          yield* start({ runnerId, concurrency: 2, prefetch: 4, handlers: { shared: handler } })
+        }
+        const done = new Set<string>()
+        while (done.size < tasks.length) {
+          const release = yield* next(events, releasedAny)
+          assert.strictEqual(release.status, "completed")
+          assert.isFalse(done.has(release.id), "released twice")
+          done.add(release.id)
+        }
+        assert.isFalse(overlap)
+        for (const task of tasks) {
+          assert.strictEqual(runs.get(task.id), 1)
+          assert.strictEqual((yield* getTask(task.id)).status, "completed")
+        }
       }),
     )
   })

@@ -305,6 +305,13 @@ const runTasks = Command.make(
       Options.withSchema(Arg.positive("--concurrency")),
       Options.withDefault(1),
     ),
+    prefetch: Options.integer("prefetch").pipe(
+      Options.withDescription(
+        "Tasks locked ahead of free slots, taken in the same round trip (default 0); given back at shutdown.",
+      ),
+      Options.withSchema(Arg.nonNegative("--prefetch")),
+      Options.withDefault(0),
+    ),
     shutdownTimeout: durationOption(
       "shutdown-timeout",
       "30s",
@@ -324,6 +331,7 @@ const runTasks = Command.make(
         pollInterval: options.pollInterval,
         lockDuration: options.lockDuration,
         concurrency: options.concurrency,
+        prefetch: options.prefetch,
         shutdownTimeout: options.shutdownTimeout,
       }
       yield* TaskRunner.validate(runnerOptions)

@@ -26,8 +26,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
@@ -37,6 +39,7 @@ import {
   DuplicateTaskError,
   type FinishedStatus,
   finishedStatuses,
+  type HeartbeatResult,
   type KeyMode,
   oneOf,
   type ReleaseStatus,
@@ -52,7 +55,7 @@ import {
   type TaskStatus,
   taskStatuses,
 } from "../Scheduler.js"
-import { InvalidArgumentError } from "../Store.js"
+import { InvalidArgumentError, type StoreError } from "../Store.js"
 import { type AtomicStatementError, SqlExecutor } from "./executor.js"
 import {
   failuresOf,
@@ -202,6 +205,80 @@ const decodeBackoff = (backoff: RetryBackoff | undefined) =>
     while (initial * 2 ** shifts < max) shifts++
     return { initial, max, shifts }
   })
+
+/**
+ * Calls of different fibers written together: the first call of a tick schedules one write of
+ * every call waiting by then (after a yield, so that the fibers of the same tick join it);
+ * calls made while a write is in flight wait for the next one, so that under load each write
+ * carries what arrived during the one before. Each caller gets its own result.
+ */
+const batcher = <I, A, E>(
+  write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E>,
+) => {
+  let waiting: Array<{ readonly item: I; readonly done: Deferred.Deferred<A, E> }> = []
+  let writing = false
+  const flush: Effect.Effect<void> = Effect.suspend(() => {
+    const batch = waiting
+    waiting = []
+    return write(batch.map(({ item }) => item)).pipe(
+      Effect.exit,
+      Effect.flatMap((exit) =>
+        Effect.forEach(
+          batch,
+          ({ done }, i) =>
+            Deferred.done(
+              done,
+              Exit.isSuccess(exit)
+                ? (exit.value[i] ?? Exit.die(new Error("a batched write returned too few results")))
+                : Exit.failCause(exit.cause),
+            ),
+          { discard: true },
+        ),
+      ),
+      Effect.zipRight(
+        Effect.suspend(() => {
+          if (waiting.length > 0) return flush
+          writing = false
+          return Effect.void
+        }),
+      ),
+    )
+  })
+  // the write runs whether or not its first caller is still waiting; once started, it finishes
+  const flushLater = Effect.forkDaemon(
+    Effect.uninterruptible(Effect.zipRight(Effect.yieldNow(), flush)).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (Exit.isFailure(exit)) writing = false
+        }),
+      ),
+    ),
+  )
+  return (item: I): Effect.Effect<A, E> =>
+    Effect.flatMap(Deferred.make<A, E>(), (done) =>
+      Effect.suspend(() => {
+        waiting.push({ item, done })
+        if (writing) return Deferred.await(done)
+        writing = true
+        return Effect.zipRight(flushLater, Deferred.await(done))
+      }),
+    )
+}
+
+/** `items` with each id at most once, and the rest (ids seen before), for a statement per id. */
+const onePerId = <I extends { readonly id: string }>(items: ReadonlyArray<I>) => {
+  const seen = new Set<string>()
+  const first: Array<[I, number]> = []
+  const rest: Array<[I, number]> = []
+  items.forEach((item, i) => {
+    if (seen.has(item.id)) rest.push([item, i])
+    else {
+      seen.add(item.id)
+      first.push([item, i])
+    }
+  })
+  return { first, rest }
+}
 
 export const make = (
   backoff?: RetryBackoff,
@@ -435,6 +512,50 @@ export const make = (
         WHERE "id" = ${p.id} AND "locked_by" = ${p.runner} AND "status" = 'running'`,
     )
 
+    // PostgreSQL: many releases (of one status) or heartbeats as one statement over arrays,
+    // each guarded by its holder; RETURNING says which ones found their task held.
+    interface ReleaseMany {
+      readonly now: number | Date
+      readonly ids: ReadonlyArray<string>
+      readonly runners: ReadonlyArray<string>
+      readonly errors: ReadonlyArray<string | null>
+    }
+    const releasedRows = (
+      p: Statements.Placeholders<ReleaseMany>,
+    ) => sql`FROM unnest(${p.ids}::text[], ${p.runners}::text[], ${p.errors}::text[]) AS b(b_id, b_runner, b_error)
+      WHERE kv_tasks."id" = b.b_id COLLATE "C" AND kv_tasks."locked_by" = b.b_runner AND kv_tasks."status" = 'running'
+      RETURNING kv_tasks."id"`
+    const finishedMany = (status: "completed" | "cancelled") =>
+      compiled<ReleaseMany, { id: string }>(
+        (
+          p,
+        ) => sql`UPDATE kv_tasks SET "status" = ${sql.literal(`'${status}'`)}, "completed_at" = ${at(p.now)},
+          "lock_expires_at" = NULL, "last_error" = COALESCE(b.b_error, "last_error") ${releasedRows(p)}`,
+      )
+    const releaseManyPg: Record<ReleaseStatus, Statements.Compiled<ReleaseMany, { id: string }>> = {
+      completed: finishedMany("completed"),
+      cancelled: finishedMany("cancelled"),
+      failed: compiled<ReleaseMany, { id: string }>(
+        (p) => sql`UPDATE kv_tasks SET ${failedAttempt(p.now, sql`COALESCE(b.b_error, 'failed')`)},
+          "scheduled_for" = CASE WHEN ${retries} THEN ${retryAt(p.now)} ELSE "scheduled_for" END
+          ${releasedRows(p)}`,
+      ),
+      pending: compiled<ReleaseMany, { id: string }>(
+        (p) => sql`UPDATE kv_tasks SET "status" = 'pending', "locked_by" = NULL,
+          "locked_at" = NULL, "lock_expires_at" = NULL, "last_error" = COALESCE(b.b_error, "last_error")
+          ${releasedRows(p)}`,
+      ),
+    }
+    const extendManyPg = compiled<
+      { ids: ReadonlyArray<string>; runners: ReadonlyArray<string>; expires: ReadonlyArray<string> },
+      { id: string }
+    >(
+      (p) => sql`UPDATE kv_tasks SET "lock_expires_at" = b.b_expires
+        FROM unnest(${p.ids}::text[], ${p.runners}::text[], ${p.expires}::timestamptz[]) AS b(b_id, b_runner, b_expires)
+        WHERE kv_tasks."id" = b.b_id COLLATE "C" AND kv_tasks."locked_by" = b.b_runner AND kv_tasks."status" = 'running'
+        RETURNING kv_tasks."id"`,
+    )
+
     const cancelStatement = compiled<{ now: number | Date; id: string }>(
       (p) => sql`UPDATE kv_tasks SET "status" = 'cancelled', "completed_at" = ${at(p.now)},
         "lock_expires_at" = NULL WHERE "id" = ${p.id} AND "status" IN ('pending', 'running')`,
@@ -487,45 +608,221 @@ export const make = (
         return tasks
       })
 
+    interface Release {
+      readonly id: Arg.TaskId
+      readonly runner: Arg.RunnerId
+      readonly status: ReleaseStatus
+      readonly error: string | null
+    }
+    type Released = Exit.Exit<void, TaskNotHeldError | StoreError>
+
+    /** The releases of `items` that found their task held (by index), in one write. */
+    const releaseAll = (
+      items: ReadonlyArray<Release>,
+      now: number,
+    ): Effect.Effect<Array<boolean>, StoreError> => {
+      const bound = time(now)
+      const single = (item: Release) =>
+        Effect.map(
+          releaseStatements[item.status].affected({
+            now: bound,
+            error: item.error,
+            id: item.id,
+            runner: item.runner,
+          }),
+          (n) => n > 0,
+        )
+      if (items.length === 1)
+        return run(
+          "release",
+          Effect.map(single(items[0]!), (held) => [held]),
+        )
+      if (!isPg) {
+        // one transaction on SQLite, one request on rqlite; each statement's row count is its answer
+        return run(
+          "release",
+          Effect.map(
+            executor.atomic(
+              items.map((item) =>
+                releaseStatements[item.status]({
+                  now: bound,
+                  error: item.error,
+                  id: item.id,
+                  runner: item.runner,
+                }),
+              ),
+            ),
+            (results) => results.map((result) => result.affected > 0),
+          ),
+        )
+      }
+      // PostgreSQL: one statement per release status, over arrays; an id at most once in each
+      const { first, rest } = onePerId(items)
+      const byStatus = new Map<ReleaseStatus, Array<[Release, number]>>()
+      for (const entry of first) {
+        const group = byStatus.get(entry[0].status)
+        if (group === undefined) byStatus.set(entry[0].status, [entry])
+        else group.push(entry)
+      }
+      const held = items.map(() => false)
+      return run(
+        "release",
+        Effect.forEach(
+          byStatus,
+          ([status, group]) =>
+            Effect.map(
+              releaseManyPg[status].rows({
+                now: bound,
+                ids: group.map(([item]) => item.id),
+                runners: group.map(([item]) => item.runner),
+                errors: group.map(([item]) => item.error),
+              }),
+              (rows) => {
+                const released = new Set(rows.map((row) => row.id))
+                for (const [item, i] of group) held[i] = released.has(item.id)
+              },
+            ),
+          { concurrency: "unbounded", discard: true },
+        ),
+      ).pipe(
+        Effect.zipRight(
+          rest.length === 0
+            ? Effect.void
+            : Effect.map(
+                releaseAll(
+                  rest.map(([item]) => item),
+                  now,
+                ),
+                (again) =>
+                  rest.forEach(([, i], k) => {
+                    held[i] = again[k]!
+                  }),
+              ),
+        ),
+        Effect.as(held),
+      )
+    }
+
+    /** Releases of one tick, written together; each caller gets its own answer. */
+    const releaseBatched = batcher<Release, void, TaskNotHeldError | StoreError>((items) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const held = yield* releaseAll(items, now)
+        if (items.some((item, i) => held[i] && item.status === "pending")) yield* tasksChanged
+        return yield* Effect.forEach(
+          items,
+          (item, i): Effect.Effect<Released> =>
+            held[i]
+              ? Effect.succeed(Exit.void)
+              : Effect.map(run("release", getTask(item.id)), (found) =>
+                  Exit.fail(notHeldError(item.id, item.runner, found)),
+                ).pipe(Effect.catchAll((error) => Effect.succeed(Exit.fail(error)))),
+        )
+      }),
+    )
+
     const release = (
       id: Arg.TaskId,
       runner: Arg.RunnerId,
       status: ReleaseStatus,
       error: string | undefined,
-    ) =>
+    ) => releaseBatched({ id, runner, status, error: error === undefined ? null : errorText(error) })
+
+    interface Beat {
+      readonly id: Arg.TaskId
+      readonly runner: Arg.RunnerId
+      readonly lockMillis: number
+    }
+    type Beaten = Exit.Exit<HeartbeatResult, TaskNotHeldError | StoreError>
+
+    /** Which of `items` extended their task's lock (by index), in one write. */
+    const extendAll = (
+      items: ReadonlyArray<Beat>,
+      now: number,
+    ): Effect.Effect<Array<boolean>, StoreError> => {
+      if (items.length === 1) {
+        const [item] = items as [Beat]
+        return run(
+          "heartbeat",
+          Effect.map(
+            extendLock.affected({ expires: time(now + item.lockMillis), id: item.id, runner: item.runner }),
+            (n) => [n === 1],
+          ),
+        )
+      }
+      if (!isPg) {
+        return run(
+          "heartbeat",
+          Effect.map(
+            executor.atomic(
+              items.map((item) =>
+                extendLock({ expires: time(now + item.lockMillis), id: item.id, runner: item.runner }),
+              ),
+            ),
+            (results) => results.map((result) => result.affected === 1),
+          ),
+        )
+      }
+      const { first, rest } = onePerId(items)
+      const extended = items.map(() => false)
+      return run(
+        "heartbeat",
+        Effect.map(
+          extendManyPg.rows({
+            ids: first.map(([item]) => item.id),
+            runners: first.map(([item]) => item.runner),
+            expires: first.map(([item]) => new Date(now + item.lockMillis).toISOString()),
+          }),
+          (rows) => {
+            const done = new Set(rows.map((row) => row.id))
+            for (const [item, i] of first) extended[i] = done.has(item.id)
+          },
+        ),
+      ).pipe(
+        Effect.zipRight(
+          rest.length === 0
+            ? Effect.void
+            : Effect.map(
+                extendAll(
+                  rest.map(([item]) => item),
+                  now,
+                ),
+                (again) =>
+                  rest.forEach(([, i], k) => {
+                    extended[i] = again[k]!
+                  }),
+              ),
+        ),
+        Effect.as(extended),
+      )
+    }
+
+    /** Heartbeats of one tick, written together; each caller gets its own answer. */
+    const heartbeatBatched = batcher<Beat, HeartbeatResult, TaskNotHeldError | StoreError>((items) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const statement = releaseStatements[status]
-        const released =
-          (yield* run(
-            "release",
-            statement.affected({
-              now: time(now),
-              error: error === undefined ? null : errorText(error),
-              id,
-              runner,
-            }),
-          )) > 0
-        if (!released) {
-          return yield* Effect.fail(notHeldError(id, runner, yield* run("release", getTask(id))))
-        }
-        if (status === "pending") yield* tasksChanged
-      })
+        const extended = yield* extendAll(items, now)
+        return yield* Effect.forEach(
+          items,
+          (item, i): Effect.Effect<Beaten> =>
+            extended[i]
+              ? Effect.succeed(Exit.succeed("running" as const))
+              : Effect.map(run("heartbeat", getTask(item.id)), (found): Beaten => {
+                  if (
+                    Option.isSome(found) &&
+                    found.value.status === "cancelled" &&
+                    found.value.lockedBy === item.runner
+                  ) {
+                    return Exit.succeed("cancelled" as const)
+                  }
+                  return Exit.fail(notHeldError(item.id, item.runner, found))
+                }).pipe(Effect.catchAll((error) => Effect.succeed(Exit.fail(error)))),
+        )
+      }),
+    )
 
     const heartbeat = (id: Arg.TaskId, runner: Arg.RunnerId, lockMillis: Arg.Millis) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        const extended = yield* run(
-          "heartbeat",
-          extendLock.affected({ expires: time(now + lockMillis), id, runner }),
-        )
-        if (extended === 1) return "running" as const
-        const found = yield* run("heartbeat", getTask(id))
-        if (Option.isSome(found) && found.value.status === "cancelled" && found.value.lockedBy === runner) {
-          return "cancelled" as const
-        }
-        return yield* Effect.fail(notHeldError(id, runner, found))
-      })
+      heartbeatBatched({ id, runner, lockMillis })
 
     const nextDue = (names: ReadonlyArray<string> | undefined) =>
       names !== undefined && names.length === 0
