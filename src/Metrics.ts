@@ -48,9 +48,24 @@ export const consumerLagMs = Metric.gauge("kv_consumer_lag_ms", {
   description: "age in milliseconds of the oldest record a consumer has not committed",
 })
 
+// Tagging makes a new metric (with its own key) each time: the runner asks for the same few
+// per task, so each is made once per metric and task name.
+const taggedByName = new WeakMap<Metric.Metric<any, any, any>, Map<string, Metric.Metric<any, any, any>>>()
+
 /** A task metric for one task name. */
-export const forTask = <M extends Metric.Metric<any, any, any>>(metric: M, name: string): M =>
-  Metric.tagged(metric, "task_name", name) as M
+export const forTask = <M extends Metric.Metric<any, any, any>>(metric: M, name: string): M => {
+  let byName = taggedByName.get(metric)
+  if (byName === undefined) {
+    byName = new Map()
+    taggedByName.set(metric, byName)
+  }
+  let tagged = byName.get(name)
+  if (tagged === undefined) {
+    tagged = Metric.tagged(metric, "task_name", name)
+    byName.set(name, tagged)
+  }
+  return tagged as M
+}
 
 /** A consumer metric for one stream and consumer. */
 export const forConsumer = <M extends Metric.Metric<any, any, any>>(
