@@ -61,6 +61,12 @@ const program = Effect.gen(function* () {
   yield* Consumer.status("nats").pipe(
     Effect.map(Option.match({ onNone: () => 0, onSome: (status) => status.position })),
     Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (position) => position === 4 }),
+    // a pusher that fails (e.g. no JetStream stream captures the subjects) ends the wait with its error
+    Effect.raceFirst(Fiber.join(pusher)),
+    Effect.timeoutFail({
+      duration: "30 seconds",
+      onTimeout: () => new Error("the pusher did not commit in 30 s"),
+    }),
   )
   yield* Fiber.interrupt(pusher)
   yield* Console.log("pusher committed position 4")

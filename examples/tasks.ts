@@ -67,6 +67,10 @@ const program = Effect.gen(function* () {
       schedule: Schedule.spaced("20 millis"),
       until: (stats) => stats.byStatus.completed === 4,
     }),
+    Effect.timeoutFail({
+      duration: "30 seconds",
+      onTimeout: () => new Error("the tasks did not complete in 30 s"),
+    }),
   )
   yield* Fiber.interrupt(runner)
 
