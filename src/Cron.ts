@@ -185,6 +185,7 @@ const pass = (since: number | null, startedAt: number, refreshMs: number) =>
     const now = yield* Clock.currentTimeMillis
     const schedules = yield* storage.list
     let wait = refreshMs
+    let complete = true
     for (const schedule of schedules) {
       const parsed = parse(schedule.cron, schedule.timezone)
       if (Either.isLeft(parsed)) {
@@ -197,16 +198,23 @@ const pass = (since: number | null, startedAt: number, refreshMs: number) =>
       const window =
         since ?? now - 1 - (schedule.backfill === null ? 0 : Duration.toMillis(schedule.backfill))
       let after = Math.max(schedule.lastTick.getTime(), window)
-      for (let made = 0; made < maxTicksPerPass; made++) {
+      let made = 0
+      for (; made < maxTicksPerPass; made++) {
         const tick = nextTick(cron, after)
         if (tick.getTime() > now) break
         yield* makeTask(scheduler, schedule, tick, tick.getTime() < startedAt)
         yield* storage.advance(schedule.id, tick.getTime())
         after = tick.getTime()
       }
-      wait = Math.min(wait, Math.max(0, nextTick(cron, Math.max(after, now)).getTime() - now))
+      if (made === maxTicksPerPass) {
+        // more due than one pass makes: go on at once, from the same window
+        complete = false
+        wait = 0
+      } else {
+        wait = Math.min(wait, nextTick(cron, Math.max(after, now)).getTime() - now)
+      }
     }
-    return { now, wait }
+    return { since: complete ? now : since, wait }
   })
 
 const makeTask = (
@@ -239,7 +247,7 @@ export const ticker = (options: TickerOptions = {}): Effect.Effect<never, never,
     const startedAt = yield* Clock.currentTimeMillis
     let since: number | null = null
     for (;;) {
-      const outcome: Option.Option<{ readonly now: number; readonly wait: number }> = yield* pass(
+      const outcome: Option.Option<{ readonly since: number | null; readonly wait: number }> = yield* pass(
         since,
         startedAt,
         refreshMs,
@@ -250,7 +258,7 @@ export const ticker = (options: TickerOptions = {}): Effect.Effect<never, never,
         ),
       )
       if (Option.isSome(outcome)) {
-        since = outcome.value.now
+        since = outcome.value.since
         yield* Effect.sleep(Duration.millis(outcome.value.wait))
       } else {
         yield* Effect.sleep(Duration.seconds(1))

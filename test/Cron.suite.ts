@@ -249,6 +249,24 @@ export const cronSuite = (name: string, backend: Layer.Layer<Scheduler | Cron.Cr
       }),
     )
 
+    it.effect("a backfill of more ticks than one pass makes (1000) is made in several, none lost", () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(at("2026-11-15T00:00:00.500Z"))
+        yield* Cron.set({ id: "many", cron: "* * * * * *", name: "many-task", backfill: "1100 seconds" })
+        yield* TestClock.setTime(at("2026-11-15T00:20:00Z"))
+        const ticker = yield* startTicker("1 hour")
+        const ticks = ticksOf(yield* tasksNamed("many-task"))
+        assert.strictEqual(ticks.length, 1101)
+        assert.strictEqual(ticks[0], "2026-11-15T00:01:40.000Z")
+        assert.strictEqual(ticks.at(-1), "2026-11-15T00:20:00.000Z")
+        assert.isTrue(
+          ticks.every((tick, i) => i === 0 || Date.parse(tick) - Date.parse(ticks[i - 1]!) === 1000),
+        )
+        yield* Fiber.interrupt(ticker)
+        yield* Cron.remove("many")
+      }),
+    )
+
     it.effect("a schedule changed or deleted between ticks: the ticker follows it", () =>
       Effect.gen(function* () {
         yield* TestClock.setTime(at("2026-12-01T00:10:00Z"))
