@@ -17,6 +17,7 @@ import packageJson from "../package.json" with { type: "json" }
 import { normalizeArgs } from "./cli/argv.js"
 import { benchmark } from "./cli/benchmark.js"
 import { consumer } from "./cli/consumer.js"
+import { cron } from "./cli/cron.js"
 import { MissingCommandError, stripAnsi } from "./cli/errors.js"
 import { kv } from "./cli/globals.js"
 import { graph } from "./cli/graph.js"
@@ -46,6 +47,7 @@ const subcommands = [
   consumer,
   lock,
   task,
+  cron,
   benchmark,
   graph,
   nats,
@@ -63,6 +65,7 @@ const topLevel = [
   "consumer",
   "lock",
   "task",
+  "cron",
   "benchmark",
   "graph",
   "nats",

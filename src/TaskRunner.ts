@@ -24,6 +24,8 @@
  *   prefetched ones (uncounted), lets running handlers finish within `shutdownTimeout`, then
  *   interrupts them and gives their tasks back so that another runner takes them at once.
  *
+ * - with `cron: true` (the default) it also runs the recurring schedules' ticker (`Cron.ts`).
+ *
  * Every task start and finish is logged (`task started`, `task finished`) with the runner id
  * and the task id as log annotations (`runner`, `task`, `name`; `result`, `error`, `ms`). */
 import * as os from "node:os"
@@ -40,6 +42,8 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Arg from "./Arguments.js"
+import * as Cron from "./Cron.js"
+import { CronStorage } from "./internal/cronStorage.js"
 import { type Entry, type Outcome, TaskState } from "./internal/runner/TaskState.js"
 import * as KvMetrics from "./Metrics.js"
 import { Scheduler, type Task } from "./Scheduler.js"
@@ -77,6 +81,11 @@ export interface TaskRunnerOptions<R = never> {
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** The longest wait between retries after a database error (default 30 seconds). */
   readonly maxErrorBackoff?: Duration.DurationInput | undefined
+  /**
+   * Whether this runner also makes the ticks of the recurring schedules (`Cron.ts`) into tasks
+   * while it runs (default true; needs the `CronStorage` every backend layer provides).
+   */
+  readonly cron?: boolean | undefined
 }
 
 export const defaults = {
@@ -99,6 +108,7 @@ interface Config<R> {
   readonly heartbeatInterval: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly maxErrorBackoff: Duration.Duration
+  readonly cron: boolean
 }
 
 const decodeRunnerId = Arg.decoder(Arg.name("runner id"))
@@ -148,6 +158,7 @@ export const validate = <R>(options: TaskRunnerOptions<R>): Effect.Effect<Config
       heartbeatInterval,
       shutdownTimeout: yield* decodeDuration(options.shutdownTimeout ?? defaults.shutdownTimeout),
       maxErrorBackoff: yield* decodeDuration(options.maxErrorBackoff ?? defaults.maxErrorBackoff),
+      cron: options.cron !== false,
     }
   })
 
@@ -514,6 +525,11 @@ const runWith = <R>(config: Config<R>) =>
     // (a round of heartbeats begins with its interval: no pause needed)
     yield* Effect.forkScoped(forever("heartbeats", heartbeatOnce, Duration.zero))
     yield* Effect.forkScoped(forever("task watcher", watchOnce, Duration.seconds(1)))
+    // the recurring schedules' ticker, where the backend has schedules (every backend layer's does)
+    const cronStorage = config.cron ? yield* Effect.serviceOption(CronStorage) : Option.none()
+    if (Option.isSome(cronStorage)) {
+      yield* Effect.forkScoped(Effect.provideService(Cron.tickWhileRunning, CronStorage, cronStorage.value))
+    }
 
     // Runs first when the scope closes: stop taking, give back what did not start, let
     // handlers finish, then give the rest back.

@@ -5,6 +5,7 @@
  */
 export * as Arguments from "./Arguments.js"
 export * as Consumer from "./Consumer.js"
+export * as Cron from "./Cron.js"
 export * as Graph from "./Graph.js"
 export * as SqlExecutor from "./internal/executor.js"
 export * as KvSql from "./layers/Sql.js"

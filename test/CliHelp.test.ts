@@ -104,10 +104,14 @@ describe("kv --help, every command", () => {
       "task stats",
       "task run",
       "benchmark patch",
+      "cron set",
+      "cron list",
+      "cron get",
+      "cron delete",
     ]) {
       expect(paths).toContain(expected)
     }
-    expect(paths.length).toBe(58) // 50, task retry, prune and stats, and watch with its four selectors
+    expect(paths.length).toBe(63) // 50, task retry, prune and stats, watch with its four selectors, and cron with set, list, get, delete
   })
 
   it("every usage line names the whole command, from kv", () => {

@@ -193,6 +193,8 @@ const sqliteObjects = Effect.flatMap(
 const madeByRowidMigration = new Set(["kv_records", "kv_delete_keys", "kv_delete_keys_delete"])
 /** What 0007_task_keys_priority changes (after it, in the same upgrade). */
 const madeByTaskKeysMigration = new Set(["kv_tasks", "kv_tasks_claim", "kv_tasks_key", "kv_tasks_keyed"])
+/** What 0008_cron adds (a table of its own). */
+const madeByCronMigration = new Set(["kv_cron"])
 
 const streamOf = (store: Store["Type"], seq: number) =>
   Effect.map(store.stream("all", seq), (records) =>
@@ -294,9 +296,13 @@ const rowidUpgradeSuite = (name: string, database: Layer.Layer<Database, unknown
               // the index, the stream triggers, the view and everything else exactly as they were
               const kept = (objects: ReadonlyArray<SchemaObject>) =>
                 objects.filter(
-                  (o) => !madeByRowidMigration.has(o.name) && !madeByTaskKeysMigration.has(o.name),
+                  (o) =>
+                    !madeByRowidMigration.has(o.name) &&
+                    !madeByTaskKeysMigration.has(o.name) &&
+                    !madeByCronMigration.has(o.name),
                 )
               assert.deepStrictEqual(kept(after), kept(before))
+              assert.isTrue(after.some((o) => o.type === "table" && o.name === "kv_cron"))
               assert.deepStrictEqual(
                 after.filter((o) => madeByRowidMigration.has(o.name)).map((o) => o.name),
                 ["kv_delete_keys", "kv_delete_keys_delete", "kv_records"],

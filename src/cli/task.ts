@@ -312,6 +312,11 @@ const runTasks = Command.make(
       Options.withSchema(Arg.nonNegative("--prefetch")),
       Options.withDefault(0),
     ),
+    noCron: Options.boolean("no-cron").pipe(
+      Options.withDescription(
+        "Do not make the ticks of the recurring schedules (kv cron) into tasks in this runner (default: it does).",
+      ),
+    ),
     shutdownTimeout: durationOption(
       "shutdown-timeout",
       "30s",
@@ -333,6 +338,7 @@ const runTasks = Command.make(
         concurrency: options.concurrency,
         prefetch: options.prefetch,
         shutdownTimeout: options.shutdownTimeout,
+        cron: !options.noCron,
       }
       yield* TaskRunner.validate(runnerOptions)
       return yield* TaskRunner.run(runnerOptions).pipe(

@@ -1,5 +1,5 @@
 /**
- * The tables behind the store, scheduler and consumers, as named migrations applied in order.
+ * The tables behind the store, scheduler, consumers and recurring schedules, as named migrations applied in order.
  *
  * Each migration has an id (`0001_store`, `0002_...`) and its statements per dialect (SQLite
  * and rqlite share one). `kv_migrations` holds one row per applied id. A migration is applied
@@ -22,6 +22,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import { consumerMigrations } from "./consumerSchema.js"
+import { cronMigrations } from "./cronSchema.js"
 import type { AtomicStatementError, Service as Executor } from "./executor.js"
 import { schedulerMigrations } from "./schedulerSchema.js"
 import { storeMigrations } from "./storeSchema.js"
@@ -38,6 +39,7 @@ export const migrations: ReadonlyArray<Migration> = [
   ...storeMigrations,
   ...schedulerMigrations,
   ...consumerMigrations,
+  ...cronMigrations,
 ].sort((a, b) => a.id.localeCompare(b.id))
 
 /** Serialises migrations of concurrent processes on PostgreSQL. */

@@ -17,6 +17,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { ConsumerStorage, type ConsumerStorageService } from "../Consumer.js"
 import * as ConsumerSql from "../internal/consumerSql.js"
+import * as CronSql from "../internal/cronSql.js"
+import { CronStorage } from "../internal/cronStorage.js"
 import { executorOf, SqlExecutor } from "../internal/executor.js"
 import { makeMigrator } from "../internal/migrations.js"
 import * as SchedulerSql from "../internal/schedulerSql.js"
@@ -119,11 +121,12 @@ const services = (config: SqlConfig) => {
       ConsumerStorage,
       Effect.map(ConsumerSql.make, (storage): ConsumerStorageService => ({ ...storage, spans })),
     ),
+    Layer.effect(CronStorage, CronSql.make),
   )
 }
 
 /** The services every backend layer provides. */
-export type Services = Store | Scheduler | ConsumerStorage
+export type Services = Store | Scheduler | ConsumerStorage | CronStorage
 
 /** The services on the `SqlClient`, its `SqlExecutor` and the `Wakeup` hub of the context. */
 export const layerOn = (

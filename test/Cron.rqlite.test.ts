@@ -1,0 +1,4 @@
+import { cronSuite } from "./Cron.suite.js"
+import { freshBackend } from "./support/backends.js"
+
+cronSuite("recurring schedules on rqlite", freshBackend("rqlite"))
