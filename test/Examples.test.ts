@@ -119,6 +119,18 @@ describe("examples/", () => {
   )
 
   it(
+    "cron.ts: a schedule every second in a named zone; the runner makes one task per tick",
+    async () => {
+      expect(linesOf(await runExample("cron"))).toEqual([
+        'schedule report: "* * * * * *" in Europe/Berlin, makes "report" tasks',
+        "two ticks, one task each, a second apart: 1000 ms",
+        "removed: true",
+      ])
+    },
+    timeout,
+  )
+
+  it(
     "consumer.ts: Consumer.stream in the record, none and batch commit modes, each taking N",
     async () => {
       expect(linesOf(await runExample("consumer"))).toEqual([
