@@ -1349,6 +1349,11 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
             [typedCounter.value, typedCounter.type, typedCounter.version],
             [12, "Counter", 2],
           )
+          // fractions add as JavaScript's + does, on every backend
+          yield* store.put("inc/f", -1, 0.1)
+          assert.strictEqual((yield* store.increment("inc/f", 0.2)).value, 0.1 + 0.2)
+          yield* store.put("inc/e", -1, 1e3)
+          assert.strictEqual((yield* store.increment("inc/e", 1e21)).value, 1e3 + 1e21)
           // big integers stay exact
           yield* store.put("inc/big", -1, 2 ** 52)
           assert.strictEqual((yield* store.increment("inc/big", 2 ** 52)).value, 2 ** 53)

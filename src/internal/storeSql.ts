@@ -646,8 +646,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     )
 
     // Increments add in SQL, so concurrent ones never lose an update. `by` is bound as JSON
-    // text (the same on every driver); PostgreSQL adds exact numerics, SQLite integers (reals
-    // when either side has a fraction).
+    // text (the same on every driver). Like SQLite, PostgreSQL adds integers exactly and anything
+    // with a fraction or an exponent as doubles, so that every backend reads back the number
+    // JavaScript's `+` would give.
     interface Increment {
       readonly key: Arg.Key
       /** the increment as JSON text */
@@ -658,8 +659,16 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       isPg ? sql`json_typeof(${value}::json) = 'number'` : sql`json_type(${value}) IN ('integer', 'real')`
     const sum = (value: Fragment, by: unknown) =>
       isPg
-        ? sql`((${value}::json #>> '{}')::numeric + (${by}::text)::numeric)::text`
-        : sql`json_quote(json_extract(${value}, '$') + json_extract(${by}, '$'))`
+        ? sql`(SELECT CASE WHEN a.t ~ '^-?[0-9]+$' AND b.t ~ '^-?[0-9]+$' THEN (a.t::numeric + b.t::numeric)::text
+            ELSE (a.t::float8 + b.t::float8)::text END
+            FROM (SELECT ${value}::json #>> '{}' AS t) AS a, (SELECT ${by}::text AS t) AS b)`
+        : ((r: Fragment) =>
+            // doubles with 17 digits (round-trip on every SQLite); an overflow is NULL, which the
+            // NOT NULL column refuses
+            sql`CASE typeof(${r}) WHEN 'integer' THEN CAST(${r} AS TEXT)
+              WHEN 'real' THEN CASE WHEN ${r} - ${r} = 0 THEN printf('%!.17g', ${r}) END END`)(
+            sql`(json_extract(${value}, '$') + json_extract(${by}, '$'))`,
+          )
     const incrementWrite = (tail: Fragment) =>
       compiled<Increment, RecordRow>(
         (p) => sql`INSERT INTO kv_records ("key", "version", "value", "type", "created")
