@@ -22,7 +22,7 @@ import { MissingCommandError, stripAnsi } from "./cli/errors.js"
 import { kv } from "./cli/globals.js"
 import { graph } from "./cli/graph.js"
 import { asKvShowsIt } from "./cli/help.js"
-import { count, del, get, init, list, patch, put } from "./cli/keys.js"
+import { count, del, get, increment, init, list, patch, put } from "./cli/keys.js"
 import { lock } from "./cli/lock.js"
 import { nats } from "./cli/nats.js"
 import { stream } from "./cli/stream.js"
@@ -43,6 +43,7 @@ const subcommands = [
   del,
   count,
   patch,
+  increment,
   stream,
   consumer,
   lock,
@@ -61,6 +62,7 @@ const topLevel = [
   "delete",
   "count",
   "patch",
+  "increment",
   "stream",
   "consumer",
   "lock",

@@ -11,6 +11,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type { Task } from "./Scheduler.js"
 
 // ---------------------------------------------------------------------------
 // Models
@@ -116,6 +117,12 @@ export type Mutation = Data.TaggedEnum<{
     readonly type?: string | undefined
   }
   Delete: { readonly key: string }
+  /** Fails the batch unless `key` is at `version` (0: absent); writes nothing. */
+  Check: { readonly key: string; readonly version: number }
+  /** Adds `by` to the key's number value (a missing key counts from 0). */
+  Increment: { readonly key: string; readonly by: number }
+  /** Creates the task (the outbox) in the batch's transaction. */
+  Task: { readonly task: Task }
   DeletePrefix: { readonly prefix: string; readonly page?: Page | undefined }
   DeleteRange: { readonly from: string; readonly to: string; readonly page?: Page | undefined }
 }>
@@ -129,6 +136,12 @@ export const Mutation = {
   patch: (key: string, version: number, patch: unknown, options?: WriteOptions): Mutation =>
     MutationCtor.Patch({ key, version, patch, type: options?.type }),
   delete: (key: string): Mutation => MutationCtor.Delete({ key }),
+  /** The batch fails with `VersionMismatchError` unless `key` is at `version` (`0`: absent). */
+  check: (key: string, version: number): Mutation => MutationCtor.Check({ key, version }),
+  /** Adds `by` (default 1) to a number value; a missing key counts from 0. */
+  increment: (key: string, by = 1): Mutation => MutationCtor.Increment({ key, by }),
+  /** Creates the task (see `Task.make`) in the same transaction as the batch's key writes. */
+  task: (task: Task): Mutation => MutationCtor.Task({ task }),
   deletePrefix: (prefix: string, page?: Page): Mutation => MutationCtor.DeletePrefix({ prefix, page }),
   deleteRange: (from: string, to: string, page?: Page): Mutation =>
     MutationCtor.DeleteRange({ from, to, page }),
@@ -182,6 +195,12 @@ export interface StoreService {
     patch: unknown,
     options?: WriteOptions,
   ) => Fails<KvRecord, VersionMismatchError>
+  /**
+   * Adds `by` (default 1, any finite number) to the key's number value atomically, in SQL, and
+   * returns the new record; a missing key counts from 0 (created with type `number`), an
+   * existing key keeps its type. A value that is not a number is an `InvalidArgumentError`.
+   */
+  readonly increment: (key: string, by?: number) => Fails<KvRecord>
   /** The number of keys deleted; missing keys are not an error. */
   readonly delete: (...keys: ReadonlyArray<string>) => Fails<number>
   /** `"*"` deletes every key; an empty prefix is rejected. */
@@ -190,7 +209,10 @@ export interface StoreService {
   readonly count: () => Fails<number>
   readonly countPrefix: (prefix: string) => Fails<number>
   readonly countRange: (from: string, to: string) => Fails<number>
-  /** All mutations in one transaction; the rows each affected. One failure rolls back all. */
+  /**
+   * All mutations in one transaction; the rows each affected (a check 0, an increment 1, a task
+   * 1). One failure rolls back all, tasks included.
+   */
   readonly mutateAll: (
     mutations: ReadonlyArray<Mutation>,
   ) => Fails<ReadonlyArray<number>, VersionMismatchError>

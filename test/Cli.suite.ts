@@ -358,6 +358,29 @@ export const cliSuite = (backend: CliBackend) =>
       expect(record).toMatchObject({ key: "p/new", version: 1, value: { z: true }, type: "patched" })
     })
 
+    it("increment adds to a number (a missing key counts from 0) and prints the new value", async () => {
+      expect(ok(await kv(["increment", "inc/a"]))).toBe("1\n")
+      expect(ok(await kv(["increment", "inc/a", "41"]))).toBe("42\n")
+      expect(ok(await kv(["increment", "inc/a", "--", "-50"]))).toBe("-8\n")
+      expect(ok(await kv(["increment", "inc/a", "0.5"]))).toBe("-7.5\n")
+      // concurrent processes lose no increment
+      await Promise.all(
+        Array.from({ length: 4 }, () => kv(["increment", "inc/b", "2"])).map(async (r) => ok(await r)),
+      )
+      expect(json(await kv(["get", "key", "inc/b"]))).toBe(8)
+      const [record] = json(await kv(["get", "prefix", "inc/a"]))
+      expect(record).toMatchObject({ key: "inc/a", version: 4, value: -7.5, type: "number" })
+      ok(await put("inc/s", "text"))
+      fails(await kv(["increment", "inc/s"]), /^kv: cannot increment "inc\/s": its value is not a number\n$/)
+      fails(await kv(["increment", "inc/a", "abc"]), /not a float/)
+      fails(
+        await kv(["increment", "inc/a", "1e400"]),
+        /^kv: the increment must be a finite number, got Infinity\n$/,
+      )
+      expect(json(await kv(["get", "key", "inc/a"]))).toBe(-7.5)
+      ok(await kv(["delete", "--prefix", "inc/"]))
+    })
+
     it("stream get | seq | trim", async () => {
       const before = Number(ok(await kv(["stream", "seq"])))
       ok(await put("s/1", { v: 1 }, "--record-type", "streamed"))

@@ -111,7 +111,7 @@ describe("kv --help, every command", () => {
     ]) {
       expect(paths).toContain(expected)
     }
-    expect(paths.length).toBe(63) // 50, task retry, prune and stats, watch with its four selectors, and cron with set, list, get, delete
+    expect(paths.length).toBe(64) // 50, task retry, prune and stats, watch with its four selectors, cron with set, list, get, delete, and increment
   })
 
   it("every usage line names the whole command, from kv", () => {

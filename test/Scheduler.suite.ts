@@ -14,6 +14,7 @@ import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { Scheduler, Task, type TaskOptions } from "../src/Scheduler.js"
+import { Mutation, Store, VersionMismatchError } from "../src/Store.js"
 import { attributeText, namesOf, recording, spanNamed } from "./support/spans.js"
 
 const minute = Duration.toMillis("1 minute")
@@ -30,7 +31,7 @@ const getTask = (id: string) =>
 
 const idsOf = (tasks: ReadonlyArray<Task>) => tasks.map((task) => task.id)
 
-export const schedulerSuite = (name: string, backend: Layer.Layer<Scheduler, unknown>) =>
+export const schedulerSuite = (name: string, backend: Layer.Layer<Scheduler | Store, unknown>) =>
   layer(backend, { timeout: Duration.minutes(2) })(name, (it) => {
     it.effect(
       "spans: every operation in a kv.scheduler.* span with task ids, names and runners, never payloads",
@@ -862,6 +863,84 @@ export const schedulerSuite = (name: string, backend: Layer.Layer<Scheduler, unk
           (yield* Effect.flip(scheduler.prune({ olderThan: 0 })))._tag,
           "InvalidArgumentError",
         )
+      }),
+    )
+
+    it.effect("outbox: Mutation.task commits with the batch's key writes, or not at all", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const scheduler = yield* Scheduler
+        const first = yield* Task.make("outbox", { order: 1 }, { id: "outbox-1", priority: 5 })
+        assert.deepStrictEqual(
+          yield* store.mutateAll([
+            Mutation.put("outbox/order-1", 0, { state: "placed" }),
+            Mutation.task(first),
+          ]),
+          [1, 1],
+        )
+        const stored = yield* getTask("outbox-1")
+        assert.deepStrictEqual(
+          [stored.status, stored.name, stored.payload, stored.priority],
+          ["pending", "outbox", { order: 1 }, 5],
+        )
+        // a failed version check, a non-number increment, a taken task id: no task, no key write
+        const lost = yield* Task.make("outbox", { order: 2 }, { id: "outbox-2" })
+        const mismatch = yield* Effect.flip(
+          store.mutateAll([
+            Mutation.put("outbox/order-2", 0, { state: "placed" }),
+            Mutation.task(lost),
+            Mutation.check("outbox/order-1", 7),
+          ]),
+        )
+        assert.instanceOf(mismatch, VersionMismatchError)
+        const notANumber = yield* Effect.flip(
+          store.mutateAll([Mutation.task(lost), Mutation.increment("outbox/order-1")]),
+        )
+        assert.strictEqual(notANumber._tag, "InvalidArgumentError")
+        const taken = yield* Effect.flip(
+          store.mutateAll([Mutation.put("outbox/order-2", 0, 1), Mutation.task(lost), Mutation.task(first)]),
+        )
+        assert.strictEqual(taken._tag, "StoreError")
+        const twice = yield* Effect.flip(store.mutateAll([Mutation.task(lost), Mutation.task(lost)]))
+        assert.strictEqual(twice.message, 'the batch creates task "outbox-2" twice')
+        assert.isTrue(Option.isNone(yield* scheduler.get("outbox-2")))
+        assert.isTrue(Option.isNone(yield* store.get("outbox/order-2")))
+        // keys honoured like create: the second replaces the pending first
+        for (const v of [1, 2]) {
+          yield* store.mutateAll([
+            Mutation.increment("outbox/version"),
+            Mutation.task(yield* Task.make("outbox", { v }, { key: "outbox-key" })),
+          ])
+        }
+        const keyed = (yield* scheduler.list({ name: "outbox" })).filter((task) => task.key === "outbox-key")
+        assert.deepStrictEqual(
+          keyed.map((task) => [task.status, task.payload]),
+          [["pending", { v: 2 }]],
+        )
+        // priorities honoured: the priority 5 task is taken first
+        const taken2 = yield* scheduler.lock("outbox-runner", "1 minute", ["outbox"], 1)
+        assert.deepStrictEqual(idsOf(taken2), ["outbox-1"])
+        yield* store.deletePrefix("outbox/")
+      }),
+    )
+
+    it.scoped("outbox: a task created by mutateAll wakes this process's waiters after the commit", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const scheduler = yield* Scheduler
+        const signal = yield* scheduler.wakeups
+        // key writes alone wake no task waiter
+        const idle = yield* Effect.fork(signal.wait("100 millis"))
+        yield* store.mutateAll([Mutation.put("outbox-wake/a", -1, 0)])
+        yield* TestClock.adjust("100 millis")
+        assert.isFalse(yield* Fiber.join(idle))
+        const waiting = yield* Effect.fork(signal.wait("1 hour"))
+        yield* store.mutateAll([
+          Mutation.put("outbox-wake/a", -1, 1),
+          Mutation.task(yield* Task.make("outbox-wake", {})),
+        ])
+        assert.isTrue(yield* Fiber.join(waiting))
+        yield* store.deletePrefix("outbox-wake/")
       }),
     )
 

@@ -1272,6 +1272,192 @@ export const storeSuite = (name: string, backend: Layer.Layer<Store | SqlClient.
       }),
     )
 
+    it.effect("Mutation.check: passes at the version (0: absent) writing nothing, else fails the batch", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        yield* store.put("chk/a", -1, "a")
+        yield* store.put("chk/a", -1, "a2")
+        assert.deepStrictEqual(
+          yield* store.mutateAll([
+            Mutation.check("chk/a", 2),
+            Mutation.check("chk/none", 0),
+            Mutation.put("chk/b", 0, "b"),
+          ]),
+          [0, 0, 1],
+        )
+        const seq = yield* store.streamSeq()
+        for (const [key, version, expected] of [
+          ["chk/a", 1, 'version mismatch on "chk/a": expected version 1'],
+          ["chk/a", 0, 'version mismatch on "chk/a": expected the key to be absent'],
+          ["chk/none", 3, 'version mismatch on "chk/none": expected version 3'],
+        ] as const) {
+          const error = yield* Effect.flip(
+            store.mutateAll([Mutation.put("chk/c", -1, "c"), Mutation.check(key, version)]),
+          )
+          assert.instanceOf(error, VersionMismatchError)
+          assert.strictEqual(error.message, expected)
+          assert.deepStrictEqual([error.key, error.expected], [key, version])
+        }
+        assert.isTrue(Option.isNone(yield* store.get("chk/c")))
+        assert.strictEqual(yield* store.streamSeq(), seq)
+        // a check sees the writes before it in the batch (and breaks a run of writes)
+        assert.deepStrictEqual(
+          yield* store.mutateAll([
+            Mutation.put("chk/d", 0, 1),
+            Mutation.check("chk/d", 1),
+            Mutation.put("chk/e", 0, 1),
+            Mutation.check("chk/b", 1),
+          ]),
+          [1, 0, 1, 0],
+        )
+        const refused = yield* Effect.flip(store.mutateAll([Mutation.check("chk/a", -1)]))
+        assert.strictEqual(refused._tag, "InvalidArgumentError")
+        assert.strictEqual(refused.message, "version must be a non-negative integer, got -1")
+        yield* store.deletePrefix("chk/")
+      }),
+    )
+
+    it.effect(
+      "increment adds in SQL: a missing key counts from 0; a create, then updates in the stream",
+      () =>
+        Effect.gen(function* () {
+          const store = yield* Store
+          const seq = (yield* store.streamSeq()) + 1
+          const first = yield* store.increment("inc/a")
+          assert.deepStrictEqual(
+            [first.key, first.version, first.value, first.type],
+            ["inc/a", 1, 1, "number"],
+          )
+          assert.strictEqual((yield* store.increment("inc/a", 41)).value, 42)
+          assert.strictEqual((yield* store.increment("inc/a", -50)).value, -8)
+          const fraction = yield* store.increment("inc/a", 0.5)
+          assert.deepStrictEqual([fraction.version, fraction.value], [4, -7.5])
+          assert.deepStrictEqual(
+            (yield* store.stream("all", seq)).map((r) => [r.action, r.record.version, r.record.value]),
+            [
+              ["create", 1, 1],
+              ["update", 2, 42],
+              ["update", 3, -8],
+              ["update", 4, -7.5],
+            ],
+          )
+          assert.strictEqual((yield* store.increment("inc/new", 7)).value, 7)
+          // an existing number keeps its record type
+          yield* store.put("inc/typed", -1, 10, { type: "Counter" })
+          const typedCounter = yield* store.increment("inc/typed", 2)
+          assert.deepStrictEqual(
+            [typedCounter.value, typedCounter.type, typedCounter.version],
+            [12, "Counter", 2],
+          )
+          // fractions add as JavaScript's + does, on every backend
+          yield* store.put("inc/f", -1, 0.1)
+          assert.strictEqual((yield* store.increment("inc/f", 0.2)).value, 0.1 + 0.2)
+          yield* store.put("inc/e", -1, 1e3)
+          assert.strictEqual((yield* store.increment("inc/e", 1e21)).value, 1e3 + 1e21)
+          // big integers stay exact
+          yield* store.put("inc/big", -1, 2 ** 52)
+          assert.strictEqual((yield* store.increment("inc/big", 2 ** 52)).value, 2 ** 53)
+          yield* store.deletePrefix("inc/")
+        }),
+    )
+
+    it.effect(
+      "increment of a value that is not a number fails with InvalidArgumentError and writes nothing",
+      () =>
+        Effect.gen(function* () {
+          const store = yield* Store
+          yield* store.put("incx/s", -1, "5")
+          yield* store.put("incx/o", -1, { n: 1 })
+          yield* store.put("incx/z", -1, null)
+          const seq = yield* store.streamSeq()
+          for (const key of ["incx/s", "incx/o", "incx/z"]) {
+            const error = yield* Effect.flip(store.increment(key))
+            assert.strictEqual(error._tag, "InvalidArgumentError")
+            assert.strictEqual(error.message, `cannot increment "${key}": its value is not a number`)
+          }
+          for (const by of [Number.NaN, Number.POSITIVE_INFINITY, "1" as unknown as number]) {
+            const error = yield* Effect.flip(store.increment("incx/n", by))
+            assert.strictEqual(error._tag, "InvalidArgumentError")
+            assert.match(error.message, /^the increment must be a finite number, got /)
+          }
+          assert.strictEqual((yield* store.get("incx/s")).pipe(Option.getOrThrow).value, "5")
+          assert.isTrue(Option.isNone(yield* store.get("incx/n")))
+          assert.strictEqual(yield* store.streamSeq(), seq)
+          yield* store.deletePrefix("incx/")
+        }),
+    )
+
+    it.effect("Mutation.increment: 1 row; a non-number rolls the whole batch back", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        assert.deepStrictEqual(
+          yield* store.mutateAll([
+            Mutation.increment("minc/a", 2),
+            Mutation.increment("minc/a", 3),
+            Mutation.put("minc/s", -1, "text"),
+          ]),
+          [1, 1, 1],
+        )
+        assert.deepStrictEqual(
+          [(yield* store.get("minc/a")).pipe(Option.getOrThrow)].map((r) => [r.value, r.version, r.type]),
+          [[5, 2, "number"]],
+        )
+        const seq = yield* store.streamSeq()
+        const error = yield* Effect.flip(
+          store.mutateAll([
+            Mutation.put("minc/b", -1, 1),
+            Mutation.increment("minc/a"),
+            Mutation.increment("minc/s"),
+          ]),
+        )
+        assert.strictEqual(error._tag, "InvalidArgumentError")
+        assert.strictEqual(error.message, 'cannot increment "minc/s": its value is not a number')
+        assert.isTrue(Option.isNone(yield* store.get("minc/b")))
+        assert.strictEqual((yield* store.get("minc/a")).pipe(Option.getOrThrow).value, 5)
+        assert.strictEqual(yield* store.streamSeq(), seq)
+        assert.strictEqual(
+          (yield* Effect.flip(store.mutateAll([Mutation.increment("minc/a", Number.NaN)])))._tag,
+          "InvalidArgumentError",
+        )
+        // an increment between runs of puts keeps the stream in mutation order
+        yield* store.mutateAll([
+          Mutation.put("minc/r1", -1, 1),
+          Mutation.put("minc/r2", -1, 1),
+          Mutation.increment("minc/r0"),
+          Mutation.put("minc/r3", -1, 1),
+          Mutation.put("minc/r4", -1, 1),
+          Mutation.increment("minc/r2", 10),
+        ])
+        assert.deepStrictEqual(
+          (yield* store.stream("all", seq + 1)).map((r) => [r.action, r.record.key, r.record.value]),
+          [
+            ["create", "minc/r1", 1],
+            ["create", "minc/r2", 1],
+            ["create", "minc/r0", 1],
+            ["create", "minc/r3", 1],
+            ["create", "minc/r4", 1],
+            ["update", "minc/r2", 11],
+          ],
+        )
+        yield* store.deletePrefix("minc/")
+      }),
+    )
+
+    it.effect("concurrent increments of one key lose no update", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        yield* Effect.forEach(
+          Array.from({ length: 40 }, (_, i) => i),
+          (i): Effect.Effect<unknown, unknown> =>
+            i % 2 === 0 ? store.increment("cinc/a") : store.mutateAll([Mutation.increment("cinc/a", 2)]),
+          { concurrency: 8 },
+        )
+        const record = (yield* store.get("cinc/a")).pipe(Option.getOrThrow)
+        assert.deepStrictEqual([record.value, record.version], [60, 40])
+        yield* store.deletePrefix("cinc/")
+      }),
+    )
+
     it.effect("deletePrefix * deletes every key", () =>
       Effect.gen(function* () {
         const store = yield* Store

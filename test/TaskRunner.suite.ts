@@ -31,7 +31,7 @@ import {
   Task,
   type TaskOptions,
 } from "../src/Scheduler.js"
-import { StoreError } from "../src/Store.js"
+import { Mutation, Store, StoreError } from "../src/Store.js"
 import * as TaskRunner from "../src/TaskRunner.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -122,8 +122,13 @@ const probedScheduler = Layer.effect(
   }),
 )
 
-const probed = <E>(backend: Layer.Layer<Scheduler, E>) =>
-  Layer.merge(probeLayer, probedScheduler.pipe(Layer.provide(Layer.merge(probeLayer, backend))))
+const probed = <E>(backend: Layer.Layer<Scheduler | Store, E>) =>
+  Layer.merge(
+    probeLayer,
+    Layer.merge(probedScheduler, Layer.effect(Store, Store)).pipe(
+      Layer.provide(Layer.merge(probeLayer, backend)),
+    ),
+  )
 
 /** The log messages of the runner go to the probe too (@effect/vitest keeps them off the console). */
 const logToProbe = Layer.unwrapEffect(
@@ -205,7 +210,7 @@ const start = <R>(options: TaskRunner.TaskRunnerOptions<R>) =>
 // The suite
 // ---------------------------------------------------------------------------------------------
 
-export const taskRunnerSuite = (name: string, backend: Layer.Layer<Scheduler, unknown>) =>
+export const taskRunnerSuite = (name: string, backend: Layer.Layer<Scheduler | Store, unknown>) =>
   layer(probed(backend), { timeout: Duration.minutes(2) })(name, (it) => {
     it.effect("invalid options are refused before anything runs", () =>
       Effect.gen(function* () {
@@ -537,6 +542,24 @@ export const taskRunnerSuite = (name: string, backend: Layer.Layer<Scheduler, un
           assert.isNull(back.lockedBy)
           assert.include(back.lastError, "leaving shut down")
         }),
+    )
+
+    it.scoped("an idle runner is woken by a task created in a mutateAll batch (the outbox)", () =>
+      Effect.gen(function* () {
+        const events = yield* subscribe
+        const store = yield* Store
+        const ran = yield* Deferred.make<unknown>()
+        yield* start({
+          runnerId: "outbox-runner",
+          handlers: { "outbox-run": (task) => Deferred.succeed(ran, task.payload) },
+        })
+        yield* next(events, locked) // the first look found nothing: the runner waits (1 hour)
+        const task = yield* Task.make("outbox-run", { order: 7 })
+        yield* store.mutateAll([Mutation.put("outbox-run/order", 0, { order: 7 }), Mutation.task(task)])
+        // no TestClock step: only the wake-up can start it
+        assert.deepStrictEqual(yield* Deferred.await(ran), { order: 7 })
+        yield* store.delete("outbox-run/order")
+      }),
     )
 
     it.scoped("a task due later is taken when it is due, not at the next poll", () =>

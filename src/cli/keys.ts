@@ -1,6 +1,6 @@
 /**
- * The key commands: `init`, `put`, `patch`, `get key|prefix|range|batch`, `list`, `delete`,
- * `count`.
+ * The key commands: `init`, `put`, `patch`, `increment`, `get key|prefix|range|batch`, `list`,
+ * `delete`, `count`.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -61,6 +61,26 @@ export const patch = writeCommand(
   "patch",
   "Apply the JSON merge patch (RFC 7396, an object) read from stdin to <key>; a missing key is created.",
   (store, key, version, value, type) => store.patch(key, version, value, { type }),
+)
+
+export const increment = Command.make(
+  "increment",
+  {
+    key: keyArg,
+    by: Args.float({ name: "by" }).pipe(
+      Args.withDescription("What to add, any finite number (default 1)."),
+      Args.withDefault(1),
+    ),
+  },
+  ({ by, key }) =>
+    Effect.flatMap(
+      withStore((store) => store.increment(key, by)),
+      (record) => printJson(record.value),
+    ),
+).pipe(
+  Command.withDescription(
+    "Add <by> to the number value of <key> atomically (a missing key counts from 0); print the new value.",
+  ),
 )
 
 const getKey = Command.make(

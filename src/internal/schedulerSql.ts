@@ -280,6 +280,220 @@ const onePerId = <I extends { readonly id: string }>(items: ReadonlyArray<I>) =>
   return { first, rest }
 }
 
+/**
+ * The statements that store new tasks, shared by `create`, `createMany` and the store's
+ * `Mutation.task` (the outbox, in the batch of a `mutateAll`).
+ */
+export const makeTaskWrites = Effect.gen(function* () {
+  const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+  const executor = yield* SqlExecutor
+  const { compiled } = Statements.make(sql, executor)
+  const isPg = isPostgres(sql)
+  const time = timeBinder(sql)
+  const list = listBinder(sql)
+  const at = (value: unknown): Fragment => (isPg ? sql`${value}::timestamptz` : sql`${value}`)
+  /** A task row's columns, as `TaskRow` reads them. */
+  const columns = sql.literal(
+    `"seq", "id", "name", "payload", "status", "created", "scheduled_for", "started_at", "completed_at",
+    "last_error", "retry_count", "max_retries", "timeout_seconds", "locked_by", "locked_at", "lock_expires_at",
+    "priority", "key"`,
+  )
+
+  interface NewTask {
+    readonly id: string
+    readonly name: string
+    readonly payload: string
+    readonly created: number | Date
+    readonly scheduledFor: number | Date
+    readonly maxRetries: number
+    readonly timeoutSeconds: number
+    readonly priority: number
+    readonly key: string | null
+  }
+  const bindNew = (checked: CheckedTask): NewTask => ({
+    id: checked.id,
+    name: checked.name,
+    payload: checked.payload,
+    created: time(checked.created),
+    scheduledFor: time(checked.scheduledFor),
+    maxRetries: checked.maxRetries,
+    timeoutSeconds: checked.timeoutSeconds,
+    priority: checked.priority,
+    key: checked.key,
+  })
+
+  const newColumns = sql.literal(
+    `"id", "name", "payload", "status", "created", "scheduled_for", "retry_count", "max_retries",
+    "timeout_seconds", "priority", "key"`,
+  )
+  /** A value bound in a SELECT list: typed on PostgreSQL, which reads untyped parameters as text there. */
+  const typed = (value: unknown, pgType: string): Fragment =>
+    isPg ? sql`${value}::${sql.literal(pgType)}` : sql`${value}`
+  const newValues = (p: Statements.Placeholders<NewTask>) =>
+    sql`${typed(p.id, "text")}, ${typed(p.name, "text")}, ${typed(p.payload, "text")}, 'pending', ${at(p.created)},
+      ${at(p.scheduledFor)}, 0, ${typed(p.maxRetries, "bigint")}, ${typed(p.timeoutSeconds, "double precision")},
+      ${typed(p.priority, "integer")}, ${typed(p.key, "text")}`
+
+  /** The tasks holding `key`: pending, or running (which still counts for `dedupe`). */
+  const holding = (key: unknown) => sql`"key" = ${key} AND "status" IN ('pending', 'running')`
+  const pendingKey = sql.literal(`("key") WHERE "status" = 'pending'`)
+
+  // replace modes: the running task with the key gives it up to the new task beside it, so
+  // that a key is held by at most one task that is pending or running (a running task that
+  // fails and becomes pending again can never collide with a newer one on kv_tasks_key)
+  const giveUpKey = compiled<{ key: string | null }>(
+    (p) => sql`UPDATE kv_tasks SET "key" = NULL WHERE "key" = ${p.key} AND "status" = 'running'`,
+  )
+  const replaced = (keepRunAt: boolean) =>
+    sql.literal(
+      `"payload" = excluded."payload", ${keepRunAt ? "" : `"scheduled_for" = excluded."scheduled_for", `}` +
+        `"priority" = excluded."priority", "max_retries" = excluded."max_retries", ` +
+        `"timeout_seconds" = excluded."timeout_seconds", "retry_count" = 0`,
+    )
+  const upsertKeyed: Record<KeyMode, Statements.Compiled<NewTask, never>> = {
+    replace: compiled<NewTask>(
+      (p) => sql`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+        ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(false)}`,
+    ),
+    "preserve-run-at": compiled<NewTask>(
+      (p) => sql`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+        ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(true)}`,
+    ),
+    dedupe: compiled<NewTask>(
+      (p) => sql`INSERT INTO kv_tasks (${newColumns}) SELECT ${newValues(p)}
+        WHERE NOT EXISTS (SELECT 1 FROM kv_tasks WHERE ${holding(p.key)})
+        ON CONFLICT ${pendingKey} DO NOTHING`,
+    ),
+  }
+  /** The task holding the key after an upsert: the pending one, else the newest running one. */
+  const selectHolder = compiled<{ key: string | null }, TaskRow>(
+    (p) => sql`SELECT ${columns} FROM kv_tasks WHERE ${holding(p.key)}
+      ORDER BY CASE WHEN "status" = 'pending' THEN 0 ELSE 1 END, "seq" DESC LIMIT 1`,
+  )
+  // PostgreSQL: the writes of one key take turns (transaction-scoped advisory locks, taken in
+  // bucket order, so that batches never deadlock), and a batch locks its keys' pending and
+  // running rows first, so that no runner takes or gives back such a task between the
+  // statements of one create (runners skip locked rows)
+  // (by bucket: a batch of 10,000 keys takes at most `keyLockBuckets` locks, which PostgreSQL's
+  // lock table holds; keys that share a bucket just take turns too)
+  const lockKeyPg = compiled<{ bucket: number }>(
+    (p) => sql`SELECT pg_advisory_xact_lock(${keyLockSpace}, ${p.bucket}::integer) IS NULL AS locked`,
+  )
+  const lockHoldersPg = compiled<{ keys: unknown }>(
+    (p) => sql`SELECT "seq" FROM kv_tasks WHERE ${inList(sql)(sql`"key"`, p.keys)}
+      AND "status" IN ('pending', 'running') FOR UPDATE`,
+  )
+  // PostgreSQL returns the row a replace upsert wrote (inserted or updated): no read back
+  const upsertReturningPg = {
+    replace: compiled<NewTask, TaskRow>(
+      (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+        ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(false)} RETURNING ${columns}`,
+    ),
+    "preserve-run-at": compiled<NewTask, TaskRow>(
+      (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
+        ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(true)} RETURNING ${columns}`,
+    ),
+  }
+
+  // unkeyed tasks in bulk: one statement over arrays (PostgreSQL) or a JSON array (SQLite),
+  // inserted in the order given; a taken id fails the statement, and so the whole batch
+  const insertManyPg = compiled<{
+    ids: ReadonlyArray<string>
+    names: ReadonlyArray<string>
+    payloads: ReadonlyArray<string>
+    created: ReadonlyArray<number>
+    due: ReadonlyArray<number>
+    maxRetries: ReadonlyArray<number>
+    timeouts: ReadonlyArray<number>
+    priorities: ReadonlyArray<number>
+  }>(
+    (p) => sql`INSERT INTO kv_tasks (${newColumns})
+      SELECT t.id, t.name, t.payload, 'pending', timestamptz 'epoch' + t.created * interval '1 millisecond',
+        timestamptz 'epoch' + t.due * interval '1 millisecond', 0, t.max_retries, t.timeout_seconds, t.priority, NULL
+      FROM unnest(${p.ids}::text[], ${p.names}::text[], ${p.payloads}::text[], ${p.created}::bigint[], ${p.due}::bigint[],
+        ${p.maxRetries}::bigint[], ${p.timeouts}::double precision[], ${p.priorities}::integer[])
+        WITH ORDINALITY AS t(id, name, payload, created, due, max_retries, timeout_seconds, priority, ord)
+      ORDER BY t.ord`,
+  )
+  const insertManySqlite = compiled<{ tasks: string }>(
+    (p) => sql`INSERT INTO kv_tasks (${newColumns})
+      SELECT json_extract("value", '$.id'), json_extract("value", '$.name'), json_extract("value", '$.payload'),
+        'pending', json_extract("value", '$.created'), json_extract("value", '$.due'), 0,
+        json_extract("value", '$.maxRetries'), json_extract("value", '$.timeoutSeconds'),
+        json_extract("value", '$.priority'), NULL
+      FROM json_each(${p.tasks}) ORDER BY "key"`,
+  )
+  const insertMany = (tasks: ReadonlyArray<CheckedTask>) =>
+    isPg
+      ? insertManyPg({
+          ids: tasks.map((t) => t.id),
+          names: tasks.map((t) => t.name),
+          payloads: tasks.map((t) => t.payload),
+          created: tasks.map((t) => t.created),
+          due: tasks.map((t) => t.scheduledFor),
+          maxRetries: tasks.map((t) => t.maxRetries),
+          timeouts: tasks.map((t) => t.timeoutSeconds),
+          priorities: tasks.map((t) => t.priority),
+        })
+      : insertManySqlite({
+          tasks: JSON.stringify(
+            tasks.map((t) => ({
+              id: t.id,
+              name: t.name,
+              payload: t.payload,
+              created: t.created,
+              due: t.scheduledFor,
+              maxRetries: t.maxRetries,
+              timeoutSeconds: t.timeoutSeconds,
+              priority: t.priority,
+            })),
+          ),
+        })
+
+  /**
+   * The statements that write the tasks in order, for one atomic batch: runs of unkeyed tasks as
+   * one insert each, each keyed task as its mode says, then read back (`readBack`: the index of
+   * the statement whose rows are the stored task, by the task's index among `tasks`).
+   */
+  const statementsOf = (tasks: ReadonlyArray<CheckedTask>) => {
+    const statements: Array<Statement<unknown>> = []
+    if (isPg) {
+      const buckets = new Set(tasks.flatMap((t) => (t.key === null ? [] : [keyBucket(t.key)])))
+      for (const bucket of [...buckets].sort((a, b) => a - b)) statements.push(lockKeyPg({ bucket }))
+      const keys = [...new Set(tasks.flatMap((t) => (t.key === null ? [] : [t.key])))]
+      if (keys.length > 0) statements.push(lockHoldersPg({ keys: list(keys) }))
+    }
+    /** Where each keyed task's row is read back, by its index among `tasks`. */
+    const readBack = new Map<number, number>()
+    let run: Array<CheckedTask> = []
+    const flush = () => {
+      if (run.length > 0) statements.push(insertMany(run))
+      run = []
+    }
+    tasks.forEach((task, index) => {
+      if (task.key === null) {
+        run.push(task)
+        return
+      }
+      flush()
+      const bound = bindNew(task)
+      if (task.keyMode !== "dedupe") statements.push(giveUpKey({ key: task.key }))
+      if (isPg && task.keyMode !== "dedupe") {
+        readBack.set(index, statements.length)
+        statements.push(upsertReturningPg[task.keyMode](bound))
+        return
+      }
+      statements.push(upsertKeyed[task.keyMode](bound))
+      readBack.set(index, statements.length)
+      statements.push(selectHolder({ key: task.key }))
+    })
+    flush()
+    return { statements, readBack }
+  }
+
+  return { columns, selectHolder, lockKeyPg, statementsOf }
+})
+
 export const make = (
   backoff?: RetryBackoff,
 ): Effect.Effect<SchedulerService, InvalidArgumentError, SqlClient.SqlClient | SqlExecutor | Wakeup> =>
@@ -291,6 +505,7 @@ export const make = (
     const isPg = isPostgres(sql)
     const delays = yield* decodeBackoff(backoff)
     const runnerArgs = runnerDecoders()
+    const { columns, lockKeyPg, selectHolder, statementsOf } = yield* makeTaskWrites
 
     /** Wraps backend failures once, keeping the cause and the client's own words. */
     const run = failuresOf(executor)
@@ -317,11 +532,6 @@ export const make = (
 
     // --- statements ---------------------------------------------------------------------
 
-    const columns = sql.literal(
-      `"seq", "id", "name", "payload", "status", "created", "scheduled_for", "started_at", "completed_at",
-      "last_error", "retry_count", "max_retries", "timeout_seconds", "locked_by", "locked_at", "lock_expires_at",
-      "priority", "key"`,
-    )
     const none = sql.literal("")
 
     const selectById = compiled<{ id: string }, TaskRow>(
@@ -856,157 +1066,6 @@ export const make = (
       ...(checked.key === null ? {} : { key: checked.key }),
     })
 
-    interface NewTask {
-      readonly id: string
-      readonly name: string
-      readonly payload: string
-      readonly created: number | Date
-      readonly scheduledFor: number | Date
-      readonly maxRetries: number
-      readonly timeoutSeconds: number
-      readonly priority: number
-      readonly key: string | null
-    }
-    const bindNew = (checked: CheckedTask): NewTask => ({
-      id: checked.id,
-      name: checked.name,
-      payload: checked.payload,
-      created: time(checked.created),
-      scheduledFor: time(checked.scheduledFor),
-      maxRetries: checked.maxRetries,
-      timeoutSeconds: checked.timeoutSeconds,
-      priority: checked.priority,
-      key: checked.key,
-    })
-
-    const newColumns = sql.literal(
-      `"id", "name", "payload", "status", "created", "scheduled_for", "retry_count", "max_retries",
-      "timeout_seconds", "priority", "key"`,
-    )
-    /** A value bound in a SELECT list: typed on PostgreSQL, which reads untyped parameters as text there. */
-    const typed = (value: unknown, pgType: string): Fragment =>
-      isPg ? sql`${value}::${sql.literal(pgType)}` : sql`${value}`
-    const newValues = (p: Statements.Placeholders<NewTask>) =>
-      sql`${typed(p.id, "text")}, ${typed(p.name, "text")}, ${typed(p.payload, "text")}, 'pending', ${at(p.created)},
-        ${at(p.scheduledFor)}, 0, ${typed(p.maxRetries, "bigint")}, ${typed(p.timeoutSeconds, "double precision")},
-        ${typed(p.priority, "integer")}, ${typed(p.key, "text")}`
-
-    /** The tasks holding `key`: pending, or running (which still counts for `dedupe`). */
-    const holding = (key: unknown) => sql`"key" = ${key} AND "status" IN ('pending', 'running')`
-    const pendingKey = sql.literal(`("key") WHERE "status" = 'pending'`)
-
-    // replace modes: the running task with the key gives it up to the new task beside it, so
-    // that a key is held by at most one task that is pending or running (a running task that
-    // fails and becomes pending again can never collide with a newer one on kv_tasks_key)
-    const giveUpKey = compiled<{ key: string | null }>(
-      (p) => sql`UPDATE kv_tasks SET "key" = NULL WHERE "key" = ${p.key} AND "status" = 'running'`,
-    )
-    const replaced = (keepRunAt: boolean) =>
-      sql.literal(
-        `"payload" = excluded."payload", ${keepRunAt ? "" : `"scheduled_for" = excluded."scheduled_for", `}` +
-          `"priority" = excluded."priority", "max_retries" = excluded."max_retries", ` +
-          `"timeout_seconds" = excluded."timeout_seconds", "retry_count" = 0`,
-      )
-    const upsertKeyed: Record<KeyMode, Statements.Compiled<NewTask, never>> = {
-      replace: compiled<NewTask>(
-        (p) => sql`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
-          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(false)}`,
-      ),
-      "preserve-run-at": compiled<NewTask>(
-        (p) => sql`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
-          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(true)}`,
-      ),
-      dedupe: compiled<NewTask>(
-        (p) => sql`INSERT INTO kv_tasks (${newColumns}) SELECT ${newValues(p)}
-          WHERE NOT EXISTS (SELECT 1 FROM kv_tasks WHERE ${holding(p.key)})
-          ON CONFLICT ${pendingKey} DO NOTHING`,
-      ),
-    }
-    /** The task holding the key after an upsert: the pending one, else the newest running one. */
-    const selectHolder = compiled<{ key: string | null }, TaskRow>(
-      (p) => sql`SELECT ${columns} FROM kv_tasks WHERE ${holding(p.key)}
-        ORDER BY CASE WHEN "status" = 'pending' THEN 0 ELSE 1 END, "seq" DESC LIMIT 1`,
-    )
-    // PostgreSQL: the writes of one key take turns (transaction-scoped advisory locks, taken in
-    // bucket order, so that batches never deadlock), and a batch locks its keys' pending and
-    // running rows first, so that no runner takes or gives back such a task between the
-    // statements of one create (runners skip locked rows)
-    // (by bucket: a batch of 10,000 keys takes at most `keyLockBuckets` locks, which PostgreSQL's
-    // lock table holds; keys that share a bucket just take turns too)
-    const lockKeyPg = compiled<{ bucket: number }>(
-      (p) => sql`SELECT pg_advisory_xact_lock(${keyLockSpace}, ${p.bucket}::integer) IS NULL AS locked`,
-    )
-    const lockHoldersPg = compiled<{ keys: unknown }>(
-      (p) => sql`SELECT "seq" FROM kv_tasks WHERE ${inList(sql)(sql`"key"`, p.keys)}
-        AND "status" IN ('pending', 'running') FOR UPDATE`,
-    )
-    // PostgreSQL returns the row a replace upsert wrote (inserted or updated): no read back
-    const upsertReturningPg = {
-      replace: compiled<NewTask, TaskRow>(
-        (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
-          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(false)} RETURNING ${columns}`,
-      ),
-      "preserve-run-at": compiled<NewTask, TaskRow>(
-        (p) => sql<TaskRow>`INSERT INTO kv_tasks (${newColumns}) VALUES (${newValues(p)})
-          ON CONFLICT ${pendingKey} DO UPDATE SET ${replaced(true)} RETURNING ${columns}`,
-      ),
-    }
-
-    // unkeyed tasks in bulk: one statement over arrays (PostgreSQL) or a JSON array (SQLite),
-    // inserted in the order given; a taken id fails the statement, and so the whole batch
-    const insertManyPg = compiled<{
-      ids: ReadonlyArray<string>
-      names: ReadonlyArray<string>
-      payloads: ReadonlyArray<string>
-      created: ReadonlyArray<number>
-      due: ReadonlyArray<number>
-      maxRetries: ReadonlyArray<number>
-      timeouts: ReadonlyArray<number>
-      priorities: ReadonlyArray<number>
-    }>(
-      (p) => sql`INSERT INTO kv_tasks (${newColumns})
-        SELECT t.id, t.name, t.payload, 'pending', timestamptz 'epoch' + t.created * interval '1 millisecond',
-          timestamptz 'epoch' + t.due * interval '1 millisecond', 0, t.max_retries, t.timeout_seconds, t.priority, NULL
-        FROM unnest(${p.ids}::text[], ${p.names}::text[], ${p.payloads}::text[], ${p.created}::bigint[], ${p.due}::bigint[],
-          ${p.maxRetries}::bigint[], ${p.timeouts}::double precision[], ${p.priorities}::integer[])
-          WITH ORDINALITY AS t(id, name, payload, created, due, max_retries, timeout_seconds, priority, ord)
-        ORDER BY t.ord`,
-    )
-    const insertManySqlite = compiled<{ tasks: string }>(
-      (p) => sql`INSERT INTO kv_tasks (${newColumns})
-        SELECT json_extract("value", '$.id'), json_extract("value", '$.name'), json_extract("value", '$.payload'),
-          'pending', json_extract("value", '$.created'), json_extract("value", '$.due'), 0,
-          json_extract("value", '$.maxRetries'), json_extract("value", '$.timeoutSeconds'),
-          json_extract("value", '$.priority'), NULL
-        FROM json_each(${p.tasks}) ORDER BY "key"`,
-    )
-    const insertMany = (tasks: ReadonlyArray<CheckedTask>) =>
-      isPg
-        ? insertManyPg({
-            ids: tasks.map((t) => t.id),
-            names: tasks.map((t) => t.name),
-            payloads: tasks.map((t) => t.payload),
-            created: tasks.map((t) => t.created),
-            due: tasks.map((t) => t.scheduledFor),
-            maxRetries: tasks.map((t) => t.maxRetries),
-            timeouts: tasks.map((t) => t.timeoutSeconds),
-            priorities: tasks.map((t) => t.priority),
-          })
-        : insertManySqlite({
-            tasks: JSON.stringify(
-              tasks.map((t) => ({
-                id: t.id,
-                name: t.name,
-                payload: t.payload,
-                created: t.created,
-                due: t.scheduledFor,
-                maxRetries: t.maxRetries,
-                timeoutSeconds: t.timeoutSeconds,
-                priority: t.priority,
-              })),
-            ),
-          })
-
     const selectIds = compiled<{ ids: unknown }, { id: string }>(
       (p) => sql`SELECT "id" FROM kv_tasks WHERE ${inList(sql)(sql`"id"`, p.ids)}`,
     )
@@ -1023,38 +1082,7 @@ export const make = (
           ids.add(task.id)
         }
         if (tasks.length === 0) return []
-        const statements: Array<Statement<unknown>> = []
-        if (isPg) {
-          const buckets = new Set(tasks.flatMap((t) => (t.key === null ? [] : [keyBucket(t.key)])))
-          for (const bucket of [...buckets].sort((a, b) => a - b)) statements.push(lockKeyPg({ bucket }))
-          const keys = [...new Set(tasks.flatMap((t) => (t.key === null ? [] : [t.key])))]
-          if (keys.length > 0) statements.push(lockHoldersPg({ keys: list(keys) }))
-        }
-        /** Where each keyed task's row is read back, by its index among `tasks`. */
-        const readBack = new Map<number, number>()
-        let run: Array<CheckedTask> = []
-        const flush = () => {
-          if (run.length > 0) statements.push(insertMany(run))
-          run = []
-        }
-        tasks.forEach((task, index) => {
-          if (task.key === null) {
-            run.push(task)
-            return
-          }
-          flush()
-          const bound = bindNew(task)
-          if (task.keyMode !== "dedupe") statements.push(giveUpKey({ key: task.key }))
-          if (isPg && task.keyMode !== "dedupe") {
-            readBack.set(index, statements.length)
-            statements.push(upsertReturningPg[task.keyMode](bound))
-            return
-          }
-          statements.push(upsertKeyed[task.keyMode](bound))
-          readBack.set(index, statements.length)
-          statements.push(selectHolder({ key: task.key }))
-        })
-        flush()
+        const { statements, readBack } = statementsOf(tasks)
         const results = yield* executor.atomic(statements).pipe(
           Effect.catchTag("AtomicStatementError", (error) =>
             // a taken id failed its insert (and rolled the batch back): say which

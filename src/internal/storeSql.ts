@@ -23,7 +23,9 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Arg from "../Arguments.js"
+import { type CheckedTask, checkTask } from "../Scheduler.js"
 import {
   InvalidArgumentError,
   type KvRecord,
@@ -45,6 +47,7 @@ import {
 } from "./executor.js"
 import { makeMigrator } from "./migrations.js"
 import * as ReadCoalescer from "./readCoalescer.js"
+import { makeTaskWrites } from "./schedulerSql.js"
 import {
   failuresOf,
   inList,
@@ -112,6 +115,10 @@ const isUniqueViolation = (error: SqlError, explain: Executor["explain"]): boole
 /** What a statement of a `mutateAll` batch is for, to explain its failure and count its rows. */
 type BatchStep =
   | { readonly kind: "guard"; readonly key: string; readonly version: number }
+  /** an increment's check that the key's value is a number */
+  | { readonly kind: "number"; readonly key: string }
+  /** a statement that stores the batch's tasks (or reads them back) */
+  | { readonly kind: "task" }
   | { readonly kind: "write"; readonly mutation: number; readonly key?: string; readonly version?: number }
   | { readonly kind: "set"; readonly writes: ReadonlyArray<KeyedWrite> }
 
@@ -239,6 +246,17 @@ const decodeSeq = Arg.decoder(Arg.Seq)
 const decodeLockAcquire = Arg.args({ name: Arg.LockName, holder: Arg.LockHolder, duration: Arg.Millis })
 const decodeLockRelease = Arg.args({ name: Arg.LockName, holder: Arg.LockHolder })
 const decodeLockName = Arg.decoder(Arg.LockName)
+const decodeCheck = Arg.args({ key: Arg.Key, version: Arg.nonNegative("version") })
+const decodeIncrement = Arg.args({
+  key: Arg.Key,
+  by: Arg.checked(Schema.Number, (n) =>
+    typeof n === "number" && Number.isFinite(n)
+      ? undefined
+      : `the increment must be a finite number, got ${typeof n === "string" ? JSON.stringify(n) : String(n)}`,
+  ),
+})
+const notANumber = (key: string) =>
+  new InvalidArgumentError({ message: `cannot increment "${key}": its value is not a number` })
 
 export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlExecutor | Wakeup> =
   Effect.gen(function* () {
@@ -627,6 +645,48 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       ({ key, version }) => sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`,
     )
 
+    // Increments add in SQL, so concurrent ones never lose an update. `by` is bound as JSON
+    // text (the same on every driver). Like SQLite, PostgreSQL adds integers exactly and anything
+    // with a fraction or an exponent as doubles, so that every backend reads back the number
+    // JavaScript's `+` would give.
+    interface Increment {
+      readonly key: Arg.Key
+      /** the increment as JSON text */
+      readonly by: string
+      readonly created: number | Date
+    }
+    const isNumber = (value: Fragment) =>
+      isPg ? sql`json_typeof(${value}::json) = 'number'` : sql`json_type(${value}) IN ('integer', 'real')`
+    const sum = (value: Fragment, by: unknown) =>
+      isPg
+        ? sql`(SELECT CASE WHEN a.t ~ '^-?[0-9]+$' AND b.t ~ '^-?[0-9]+$' THEN (a.t::numeric + b.t::numeric)::text
+            ELSE (a.t::float8 + b.t::float8)::text END
+            FROM (SELECT ${value}::json #>> '{}' AS t) AS a, (SELECT ${by}::text AS t) AS b)`
+        : ((r: Fragment) =>
+            // doubles with 17 digits (round-trip on every SQLite); an overflow is NULL, which the
+            // NOT NULL column refuses
+            sql`CASE typeof(${r}) WHEN 'integer' THEN CAST(${r} AS TEXT)
+              WHEN 'real' THEN CASE WHEN ${r} - ${r} = 0 THEN printf('%!.17g', ${r}) END END`)(
+            sql`(json_extract(${value}, '$') + json_extract(${by}, '$'))`,
+          )
+    const incrementWrite = (tail: Fragment) =>
+      compiled<Increment, RecordRow>(
+        (p) => sql`INSERT INTO kv_records ("key", "version", "value", "type", "created")
+          VALUES (${p.key}, 1, ${p.by}, 'number', ${p.created})
+          ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
+            "value" = ${sum(sql`kv_records."value"`, p.by)}
+          WHERE ${isNumber(sql`kv_records."value"`)} ${tail}`,
+      )
+    const increments = { single: incrementWrite(returning), batch: incrementWrite(noReturning) }
+    /**
+     * An increment's check in a batch: fails the batch (through `kv_expect`, with a version no
+     * key has) when the key holds a value that is not a number.
+     */
+    const expectNumber = compiled<{ key: Arg.Key }>(
+      ({ key }) => sql`INSERT INTO kv_expect ("key", "version")
+        SELECT "key", -1 FROM kv_records WHERE "key" = ${key} AND NOT (${isNumber(sql`"value"`)})`,
+    )
+
     // one statement per filter combination, so none of them tests a filter it does not have
     type StreamWindow = { seq: number; limit: number | null; type: string; prefix: string }
     const streamWhere = (typed: boolean, prefixed: boolean) =>
@@ -702,6 +762,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const wakeup = yield* Wakeup
     const written = wakeup.notify("stream")
     const notifying = <A, E>(write: Effect.Effect<A, E>) => Effect.tap(write, () => written)
+    // tasks of a batch (the outbox): wake this process's (and, through the channel, every) runner
+    const tasksChanged = wakeup.notify("tasks")
+    const taskWrites = yield* makeTaskWrites
 
     // --- mutateAll -------------------------------------------------------------------
 
@@ -714,19 +777,20 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           readonly _tag: "statements"
           readonly planned: Planned
           /** the key it deletes, or every key of a range */
-          readonly deletes: Arg.Key | "range"
+          readonly touches: { readonly key: Arg.Key; readonly exists: boolean } | "range" | undefined
         }
 
     const decodeMutation = (
       mutation: Mutation,
       index: number,
+      created: number | Date,
     ): Effect.Effect<Decoded, InvalidArgumentError> => {
       const deleting =
         (deletes: Arg.Key | "range") =>
         (statement: Statement<unknown>): Decoded => ({
           _tag: "statements",
           planned: [[statement, { kind: "write", mutation: index }]],
-          deletes,
+          touches: deletes === "range" ? "range" : { key: deletes, exists: false },
         })
       return Mutation.$match(mutation, {
         Put: (m) =>
@@ -746,6 +810,37 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             }),
           ),
         Delete: (m) => Effect.map(decodeKey(m.key), (key) => deleting(key)(deleteKey({ key }))),
+        Check: (m) =>
+          Effect.map(
+            decodeCheck(m),
+            ({ key, version }): Decoded => ({
+              _tag: "statements",
+              planned: [
+                [
+                  expectVersion({ key, version: version as number as Arg.Version }),
+                  { kind: "guard", key, version },
+                ],
+              ],
+              touches: undefined,
+            }),
+          ),
+        Increment: (m) =>
+          Effect.map(
+            decodeIncrement(m),
+            ({ by, key }): Decoded => ({
+              _tag: "statements",
+              planned: [
+                [expectNumber({ key }), { kind: "number", key }],
+                [
+                  increments.batch({ key, by: JSON.stringify(by), created }),
+                  { kind: "write", mutation: index },
+                ],
+              ],
+              touches: { key, exists: true },
+            }),
+          ),
+        // the batch's tasks are written together after its key writes (see `mutateAll`)
+        Task: () => Effect.succeed<Decoded>({ _tag: "statements", planned: [], touches: undefined }),
         DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), deleting("range")),
         DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), deleting("range")),
       })
@@ -773,11 +868,11 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         const first = decoded[i]!
         if (first._tag === "statements") {
           planned.push(...first.planned)
-          if (first.deletes === "range") {
+          if (first.touches === "range") {
             rangeDeleted = true
             written.clear()
-          } else {
-            written.set(first.deletes, false)
+          } else if (first.touches !== undefined) {
+            written.set(first.touches.key, first.touches.exists)
           }
           i++
           continue
@@ -875,6 +970,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         const row = setMismatchRow.exec(executor.explain(error.cause).detail)
         const write = row === null ? undefined : step.writes[Number(row[1]) - 1]
         if (write !== undefined) return new VersionMismatchError({ key: write.key, expected: write.version })
+      }
+      if (step?.kind === "number" && executor.explain(error.cause).detail.includes(versionMismatchMarker)) {
+        return notANumber(step.key)
       }
       if (step?.kind === "guard" && executor.explain(error.cause).detail.includes(versionMismatchMarker)) {
         return new VersionMismatchError({ key: step.key, expected: step.version })
@@ -979,6 +1077,23 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           ),
         ),
 
+      increment: (key, by = 1) =>
+        Effect.gen(function* () {
+          const checked = yield* decodeIncrement({ key, by })
+          const created = time(yield* Clock.currentTimeMillis)
+          const rows = yield* notifying(
+            run(
+              "increment",
+              increments.single.rows({ key: checked.key, by: JSON.stringify(checked.by), created }),
+            ),
+          )
+          if (rows.length === 0) return yield* notANumber(checked.key)
+          return yield* run(
+            "increment",
+            Effect.map(records(rows.slice(0, 1)), (found) => found[0]!),
+          )
+        }),
+
       delete: (...keys) =>
         Effect.flatMap(decodeKeys(keys), (checked) =>
           checked.length === 0
@@ -1017,18 +1132,38 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         Effect.gen(function* () {
           if (mutations.length === 0) return []
           const created = time(yield* Clock.currentTimeMillis)
-          const decoded = yield* Effect.forEach(mutations, decodeMutation)
+          const decoded = yield* Effect.forEach(mutations, (mutation, i) =>
+            decodeMutation(mutation, i, created),
+          )
+          // the outbox: the batch's tasks, stored after its key writes, in the batch's order
+          const tasks: Array<CheckedTask> = []
+          for (const mutation of mutations) {
+            if (mutation._tag === "Task") tasks.push(yield* checkTask(mutation.task))
+          }
+          const ids = new Set<string>()
+          for (const task of tasks) {
+            if (ids.has(task.id)) {
+              return yield* new InvalidArgumentError({ message: `the batch creates task "${task.id}" twice` })
+            }
+            ids.add(task.id)
+          }
+          const taskStatements: Planned =
+            tasks.length === 0
+              ? []
+              : taskWrites
+                  .statementsOf(tasks)
+                  .statements.map((statement) => [statement, { kind: "task" }] as const)
           // A plan from a read that a concurrent writer made stale is made again (the batch was
           // rolled back), at last without reading.
           const attempt = (
             plans: number,
           ): Effect.Effect<
             ReadonlyArray<readonly [BatchStep, StatementResult]>,
-            SqlError | VersionMismatchError | StoreError
+            SqlError | VersionMismatchError | InvalidArgumentError | StoreError
           > =>
             Effect.gen(function* () {
               const existing = plans < maxPlans ? yield* existingKeys(decoded) : undefined
-              const planned = planBatch(decoded, created, existing)
+              const planned = [...planBatch(decoded, created, existing), ...taskStatements]
               const steps = planned.map(([, step]) => step)
               const results = yield* executor
                 .atomic(planned.map(([statement]) => statement))
@@ -1043,7 +1178,8 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
               ),
             )
           const results = yield* notifying(run("mutateAll", attempt(1)))
-          const affected = mutations.map(() => 0)
+          if (tasks.length > 0) yield* tasksChanged
+          const affected = mutations.map((mutation): number => (mutation._tag === "Task" ? 1 : 0))
           results.forEach(([step, result]) => {
             if (step.kind === "write") affected[step.mutation] = result.affected
             // every write of a set that passed its checks changed its row

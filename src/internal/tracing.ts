@@ -130,6 +130,8 @@ const mutationAttributes = (mutations: ReadonlyArray<Mutation>): Attributes => {
       case "Put":
       case "Patch":
       case "Delete":
+      case "Check":
+      case "Increment":
         keys.push(mutation.key)
         break
       case "DeletePrefix":
@@ -173,6 +175,7 @@ export const storeSpec: Spec<StoreService> = {
     "kv.version": version,
     ...typeOption(options),
   }),
+  increment: (key) => ({ "kv.key": key }),
   delete: { attributes: (...keys) => keysOf(keys), result: affected },
   deletePrefix: {
     attributes: (prefix, page) => ({ "kv.prefix": prefix, ...pageOf(page) }),
