@@ -131,6 +131,18 @@ describe("examples/", () => {
   )
 
   it(
+    "outbox.ts: a task committed with the key writes wakes an idle runner; a stale batch makes none",
+    async () => {
+      expect(linesOf(await runExample("outbox"))).toEqual([
+        'order/7 placed; the runner sent the confirmation for {"order":7}',
+        "stale batch: VersionMismatchError; order/7 is still v1",
+        "send-confirmation tasks: 1",
+      ])
+    },
+    timeout,
+  )
+
+  it(
     "consumer.ts: Consumer.stream in the record, none and batch commit modes, each taking N",
     async () => {
       expect(linesOf(await runExample("consumer"))).toEqual([
