@@ -66,7 +66,9 @@ export const createTestStream = async (
   const id = unique()
   const name = `KV_TEST_${id.toUpperCase()}`
   const subjectPrefix = `kvtest.${id}`
-  const jsm = await jetstreamManager(await connection(options.url ?? natsUrl))
+  // JetStream's API answers late on a loaded machine, or on a server of a test's own that has
+  // just started: a longer wait than the client's 5 s default
+  const jsm = await jetstreamManager(await connection(options.url ?? natsUrl), { timeout: 30_000 })
   await jsm.streams.add({
     name,
     subjects: [`${subjectPrefix}.>`],
