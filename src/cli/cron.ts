@@ -12,12 +12,11 @@ import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
 import type { CronScheduleInfo } from "../Cron.js"
 import type { CronStorage } from "../internal/cronStorage.js"
-import { InvalidArgumentError } from "../Store.js"
 import { nameArg } from "./arguments.js"
 import { layerFor } from "./backend.js"
-import { errorText, MissingCommandError, NotFoundError } from "./errors.js"
+import { MissingCommandError, NotFoundError } from "./errors.js"
 import { kv } from "./globals.js"
-import { printInteger, printJson } from "./output.js"
+import { printInteger, printJson, readOptionalStdinJson } from "./output.js"
 
 /** Runs `f` with `Cron.ts`, on the backend chosen by the global flags. */
 const withCron = <A, E>(f: (cron: typeof import("../Cron.js")) => Effect.Effect<A, E, CronStorage>) =>
@@ -58,26 +57,8 @@ const shown = (schedule: CronScheduleInfo) => ({
   nextTick: Number.isNaN(schedule.nextTick.getTime()) ? null : schedule.nextTick.toISOString(),
 })
 
-const invalid = (message: string) => new InvalidArgumentError({ message })
-
 /** stdin as JSON: `{}` when it is a terminal or empty. */
-const readPayload: Effect.Effect<unknown, InvalidArgumentError> = Effect.gen(function* () {
-  if (process.stdin.isTTY) return {}
-  const text = yield* Effect.tryPromise({
-    try: async () => {
-      let text = ""
-      process.stdin.setEncoding("utf8")
-      for await (const chunk of process.stdin) text += chunk
-      return text
-    },
-    catch: (error) => invalid(`cannot read stdin: ${errorText(error)}`),
-  })
-  if (text.trim() === "") return {}
-  return yield* Effect.try({
-    try: (): unknown => JSON.parse(text),
-    catch: (error) => invalid(`stdin is not valid JSON: ${errorText(error)}`),
-  })
-})
+const readPayload = readOptionalStdinJson({})
 
 const scheduleId = nameArg("id", "cron schedule id", "The schedule's id.")
 

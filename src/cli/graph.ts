@@ -11,10 +11,10 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
 import type * as Graph from "../Graph.js"
-import { InvalidArgumentError, Store } from "../Store.js"
-import { errorText, MissingCommandError, NotFoundError } from "./errors.js"
+import { Store } from "../Store.js"
+import { MissingCommandError, NotFoundError } from "./errors.js"
 import { withStore } from "./globals.js"
-import { printInteger, printJson } from "./output.js"
+import { printInteger, printJson, readOptionalStdinJson } from "./output.js"
 import * as Stdout from "./stdout.js"
 
 /** Runs `f` on the graph (under `graph/`) of the store chosen by the global flags. */
@@ -42,23 +42,7 @@ const describe = (ref: Graph.EdgeRef) =>
   `${ref.fromType}/${ref.fromId} -[${ref.edgeType}]-> ${ref.toType}/${ref.toId}`
 
 /** stdin as JSON, `null` when it is empty (or a terminal: nothing to read). */
-const readStdinData: Effect.Effect<unknown, InvalidArgumentError> = Effect.gen(function* () {
-  if (process.stdin.isTTY) return null
-  const input = yield* Effect.tryPromise({
-    try: async () => {
-      let input = ""
-      process.stdin.setEncoding("utf8")
-      for await (const chunk of process.stdin) input += chunk
-      return input
-    },
-    catch: (error) => new InvalidArgumentError({ message: `cannot read stdin: ${errorText(error)}` }),
-  })
-  if (input.trim() === "") return null
-  return yield* Effect.try({
-    try: (): unknown => JSON.parse(input),
-    catch: (error) => new InvalidArgumentError({ message: `stdin is not valid JSON: ${errorText(error)}` }),
-  })
-})
+const readStdinData = readOptionalStdinJson(null)
 
 const decodeData = Arg.decoder(Arg.Value)
 

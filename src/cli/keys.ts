@@ -17,9 +17,9 @@ import {
   type VersionMismatchError,
 } from "../Store.js"
 import { boundArg, keyArg, limitArg, offsetArg, recordTypeOption, versionOption } from "./arguments.js"
-import { errorText, MissingCommandError, NotFoundError } from "./errors.js"
+import { MissingCommandError, NotFoundError } from "./errors.js"
 import { withStore } from "./globals.js"
-import { printInteger, printJson, printRecords, readStdinJson } from "./output.js"
+import { printInteger, printJson, printRecords, readStdinJson, readStdinText } from "./output.js"
 
 export const init = Command.make("init", {}, () => withStore((store) => store.init())).pipe(
   Command.withDescription("Create or upgrade the tables (idempotent)."),
@@ -135,15 +135,7 @@ const readStdinKeys: Effect.Effect<ReadonlyArray<string>, InvalidArgumentError> 
       process.stderr.write("reading keys from stdin, one per line (end with Ctrl-D)\n"),
     )
   }
-  const text = yield* Effect.tryPromise({
-    try: async () => {
-      let text = ""
-      process.stdin.setEncoding("utf8")
-      for await (const chunk of process.stdin) text += chunk
-      return text
-    },
-    catch: (error) => new InvalidArgumentError({ message: `cannot read stdin: ${errorText(error)}` }),
-  })
+  const text = yield* readStdinText
   const keys: Array<string> = []
   for (const [i, line] of text.split("\n").entries()) {
     const key = line.endsWith("\r") ? line.slice(0, -1) : line
