@@ -167,6 +167,23 @@ const decodeTask = (task: Task): Effect.Effect<CheckedTask, InvalidArgumentError
  * The tasks `Task.make` built and checked, with what they store, so that `create` does not
  * check them again. They are frozen: the checked form stays true to the task.
  */
+/** A checked task as it is stored new, before any runner took it (`payload`: its JSON value). */
+export const pendingTaskOf = (checked: CheckedTask, payload: unknown): Task => ({
+  id: checked.id,
+  name: checked.name,
+  payload,
+  status: "pending",
+  created: new Date(checked.created),
+  scheduledFor: new Date(checked.scheduledFor),
+  lastError: null,
+  retryCount: 0,
+  maxRetries: checked.maxRetries,
+  timeoutSeconds: checked.timeoutSeconds,
+  lockedBy: null,
+  priority: checked.priority,
+  ...(checked.key === null ? {} : { key: checked.key }),
+})
+
 const checkedTasks = new WeakMap<Task, CheckedTask>()
 
 /** The stored form of a new task: as `Task.make` checked it, else checked now. */
@@ -233,21 +250,7 @@ const make = (
       key: made.key ?? null,
       keyMode: made.keyMode,
     }
-    const task: Task = Object.freeze({
-      id: checked.id,
-      name: checked.name,
-      payload,
-      status: "pending",
-      created: new Date(now),
-      scheduledFor: new Date(due),
-      lastError: null,
-      retryCount: 0,
-      maxRetries: checked.maxRetries,
-      timeoutSeconds: checked.timeoutSeconds,
-      lockedBy: null,
-      priority: checked.priority,
-      ...(checked.key === null ? {} : { key: checked.key }),
-    })
+    const task: Task = Object.freeze(pendingTaskOf(checked, payload))
     checkedTasks.set(task, checked)
     return task
   })

@@ -42,6 +42,7 @@ import {
   type HeartbeatResult,
   type KeyMode,
   oneOf,
+  pendingTaskOf,
   type ReleaseStatus,
   type RetryBackoff,
   Scheduler,
@@ -1050,21 +1051,7 @@ export const make = (
     // --- keys, bulk writes and administration ---------------------------------------------
 
     /** A new task as `create` stored it, before any runner took it. */
-    const asCreated = (checked: CheckedTask): Task => ({
-      id: checked.id,
-      name: checked.name,
-      payload: JSON.parse(checked.payload),
-      status: "pending",
-      created: new Date(checked.created),
-      scheduledFor: new Date(checked.scheduledFor),
-      lastError: null,
-      retryCount: 0,
-      maxRetries: checked.maxRetries,
-      timeoutSeconds: checked.timeoutSeconds,
-      lockedBy: null,
-      priority: checked.priority,
-      ...(checked.key === null ? {} : { key: checked.key }),
-    })
+    const asCreated = (checked: CheckedTask): Task => pendingTaskOf(checked, JSON.parse(checked.payload))
 
     const selectIds = compiled<{ ids: unknown }, { id: string }>(
       (p) => sql`SELECT "id" FROM kv_tasks WHERE ${inList(sql)(sql`"id"`, p.ids)}`,
