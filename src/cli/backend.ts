@@ -29,7 +29,10 @@ export const layerFor = (
     Effect.promise(async () => {
       switch (type) {
         case "sqlite":
-          return (await import("../layers/Sqlite.js")).layer({ filename: Redacted.value(connection), expirySweep })
+          return (await import("../layers/Sqlite.js")).layer({
+            filename: Redacted.value(connection),
+            expirySweep,
+          })
         case "postgres":
           return (await import("../layers/Postgres.js")).layer({ url: connection, expirySweep })
         case "rqlite":

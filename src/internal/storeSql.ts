@@ -1198,10 +1198,14 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     /** Sweep steps until one finds fewer expired records than it may delete. */
     const sweepSteps = (now: number | Date): Effect.Effect<number, SqlError | AtomicStatementError> =>
       Effect.flatMap(sweepStep({ now, limit: sweepLimit }), (deleted) =>
-        deleted < sweepLimit ? Effect.succeed(deleted) : Effect.map(sweepSteps(now), (more) => deleted + more),
+        deleted < sweepLimit
+          ? Effect.succeed(deleted)
+          : Effect.map(sweepSteps(now), (more) => deleted + more),
       )
     const sweep = (now: number | Date) =>
-      Effect.flatMap(anyExpired.rows({ now }), (found) => (found.length === 0 ? Effect.succeed(0) : sweepSteps(now)))
+      Effect.flatMap(anyExpired.rows({ now }), (found) =>
+        found.length === 0 ? Effect.succeed(0) : sweepSteps(now),
+      )
 
     // --- the service -------------------------------------------------------------------
 
