@@ -172,6 +172,25 @@ describe("examples/", () => {
   )
 
   it(
+    "expiry.ts: a session and a counter with ttls, absent once expired, swept, and told apart from deletes",
+    async () => {
+      expect(linesOf(await runExample("expiry"))).toEqual([
+        "put sessions/s1: expires 1000 ms after it was written",
+        "patch keeps expiresAt: true",
+        "rate/ada: 2 requests in this window",
+        "after 1.2 s: sessions/s1 gone",
+        "getPrefix sessions/: sessions/s2",
+        "rate/ada: 1 request in the new window (version 1)",
+        "expire: 1 expired record(s) deleted",
+        "stream: delete sessions/s3 (deleted)",
+        "stream: delete rate/ada (expired)",
+        "stream: delete sessions/s1 (expired)",
+      ])
+    },
+    timeout,
+  )
+
+  it(
     "graph.ts: outgoing and incoming edges, findPath with and without enough depth, the Mermaid view",
     async () => {
       expect(linesOf(await runExample("graph"))).toEqual([

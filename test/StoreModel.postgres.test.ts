@@ -8,7 +8,7 @@ storeModelSuite(
   layerOnScratch(
     createScratchDatabase,
     (db) => db.drop(),
-    (db) => KvPostgres.layer({ url: db.url }),
+    (db) => KvPostgres.layer({ url: db.url, expirySweep: false }),
   ),
   { runs: 100 },
 )

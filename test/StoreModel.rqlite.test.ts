@@ -8,7 +8,7 @@ storeModelSuite(
   layerOnScratch(
     startRqlite,
     (server) => server.stop(),
-    (server) => KvRqlite.layer({ url: server.url }),
+    (server) => KvRqlite.layer({ url: server.url, expirySweep: false }),
   ),
   { runs: 100 },
 )

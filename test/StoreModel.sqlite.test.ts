@@ -10,7 +10,7 @@ storeModelSuite(
   layerOnScratch(
     async () => fs.mkdtempSync(path.join(os.tmpdir(), "effect-kv-model-")),
     async (dir) => fs.rmSync(dir, { recursive: true, force: true }),
-    (dir) => KvSqlite.layer({ filename: path.join(dir, "model.db") }),
+    (dir) => KvSqlite.layer({ filename: path.join(dir, "model.db"), expirySweep: false }),
   ),
   { runs: 300 },
 )

@@ -1,8 +1,10 @@
 /**
  * Model-checked random histories: fast-check generates sequences of put / patch / delete /
  * deletePrefix / deleteRange / mutateAll / get / getBatch / getPrefix / countPrefix /
- * streamTrim with random versions, keys full of `%`, `_`, `\`, unicode and prefixes of each
- * other, and values that break the rules now and then. Each history runs on a backend and on
+ * streamTrim / expire and clock steps with random versions, ttls of a few milliseconds (so that
+ * records expire within a history), keys full of `%`, `_`, `\`, unicode and prefixes of each
+ * other, and values that break the rules now and then. The layer's own sweep is off: `expire`
+ * commands sweep. Each history runs on a backend and on
  * the model in `support/storeModel.ts`; every result, the final records and the stream must
  * agree. A failure prints the history shrunk to its smallest form. Fixed seed, bounded number
  * of runs: the same histories on every run.
@@ -162,12 +164,21 @@ const patch = fc.oneof(
   { weight: 1, arbitrary: value },
 )
 
+/** Mostly none; a few milliseconds (every command moves the clock by one); now and then refused. */
+const ttl = fc.option(
+  fc.oneof(
+    { weight: 10, arbitrary: fc.integer({ min: 1, max: 8 }) },
+    { weight: 1, arbitrary: fc.constantFrom(0, -1, 2.5) },
+  ),
+  { nil: undefined, freq: 2 },
+)
+
 const putCommand = fc.record(
-  { op: fc.constant("put" as const), key, version, value, type: recordType },
+  { op: fc.constant("put" as const), key, version, value, type: recordType, ttl },
   { requiredKeys: ["op", "key", "version", "value"] },
 )
 const patchCommand = fc.record(
-  { op: fc.constant("patch" as const), key, version, patch, type: recordType },
+  { op: fc.constant("patch" as const), key, version, patch, type: recordType, ttl },
   { requiredKeys: ["op", "key", "version", "patch"] },
 )
 const deleteOne = fc.record({ op: fc.constant("delete" as const), key })
@@ -215,6 +226,11 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ op: fc.constant("streamTrim" as const), back: fc.integer({ min: -1, max: 4 }) }),
   },
+  {
+    weight: 1,
+    arbitrary: fc.record({ op: fc.constant("tick" as const), millis: fc.integer({ min: 1, max: 5 }) }),
+  },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("expire" as const) }) },
 )
 
 export const history = fc.array(command, { minLength: 1, maxLength: 40, size: "max" })
@@ -226,9 +242,9 @@ export const history = fc.array(command, { minLength: 1, maxLength: 40, size: "m
 const toMutation = (spec: MutationSpec): MutationType => {
   switch (spec.op) {
     case "put":
-      return Mutation.put(spec.key, spec.version, spec.value, { type: spec.type })
+      return Mutation.put(spec.key, spec.version, spec.value, { type: spec.type, ttl: spec.ttl })
     case "patch":
-      return Mutation.patch(spec.key, spec.version, spec.patch, { type: spec.type })
+      return Mutation.patch(spec.key, spec.version, spec.patch, { type: spec.type, ttl: spec.ttl })
     case "delete":
       return Mutation.delete(spec.key)
     case "deletePrefix":
@@ -244,6 +260,7 @@ const plain = (record: KvRecord): ModelRecord => ({
   value: record.value,
   type: record.type,
   created: record.created.getTime(),
+  ...(record.expiresAt === undefined ? {} : { expiresAt: record.expiresAt.getTime() }),
 })
 
 /** Runs a command on the store; a failure other than the two argument/version errors fails the test. */
@@ -267,11 +284,17 @@ const runOnStore = (
   switch (command.op) {
     case "put":
       return answer(
-        Effect.map(store.put(command.key, command.version, command.value, { type: command.type }), plain),
+        Effect.map(
+          store.put(command.key, command.version, command.value, { type: command.type, ttl: command.ttl }),
+          plain,
+        ),
       )
     case "patch":
       return answer(
-        Effect.map(store.patch(command.key, command.version, command.patch, { type: command.type }), plain),
+        Effect.map(
+          store.patch(command.key, command.version, command.patch, { type: command.type, ttl: command.ttl }),
+          plain,
+        ),
       )
     case "delete":
       return answer(store.delete(command.key))
@@ -301,6 +324,10 @@ const runOnStore = (
       const seq = latestSeq - command.back
       return answer(Effect.map(store.streamTrim(seq), (trimmed) => ({ seq, trimmed })))
     }
+    case "tick":
+      return Effect.as(TestClock.adjust(command.millis), { ok: null })
+    case "expire":
+      return answer(store.expire())
   }
 }
 
@@ -340,21 +367,24 @@ export const storeModelSuite = (
           const store = yield* Store
           // start from an empty store (seq numbers go on)
           yield* store.deletePrefix("*")
+          yield* store.expire() // what the last history left expired
           yield* store.streamTrim(yield* store.streamSeq())
           const model = new Model((yield* store.streamSeq()) + 1)
           const first = model.nextSeq
           for (const [step, command] of history.entries()) {
             yield* TestClock.adjust("1 millis")
-            const now = yield* Clock.currentTimeMillis
+            // a tick moves the clock first, so that the model runs at the time the store will
+            const now = (yield* Clock.currentTimeMillis) + (command.op === "tick" ? command.millis : 0)
             const latest = model.nextSeq - 1
             const expected = model.run(command, now)
             const actual = yield* runOnStore(store, command, latest)
             assert.deepStrictEqual(actual, expected, `step ${step}: ${JSON.stringify(command)}`)
           }
+          const now = yield* Clock.currentTimeMillis
           const records = (yield* store.list()).map(plain)
           assert.deepStrictEqual(
             records,
-            [...model.records.values()].sort((a, b) => compareKeys(a.key, b.key)),
+            model.sortedKeys(now).map((key) => model.records.get(key)!),
             "the records at the end",
           )
           assert.deepStrictEqual(

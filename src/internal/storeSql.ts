@@ -155,33 +155,43 @@ const setReplan = /effect-kv: batch planned on a stale read at row \d+/
 
 /** A batch's plan read a key's existence that changed before the batch ran: plan it again. */
 class Replan extends Data.TaggedError("Replan") {}
-/** Plans of a batch, after which its unconditional writes go one statement each. */
+/** Plans of a batch, after which it is planned without a read: every write one statement. */
 const maxPlans = 3
+
+/** What a batch's plan knows of a key when a run starts; `undefined`: not known. */
+interface KnownKeys {
+  /** whether it has a live record */
+  readonly exists: (key: string) => boolean | undefined
+  /** whether it has an expired record (still in the table) */
+  readonly expired: (key: string) => boolean | undefined
+}
 
 /**
  * Writes of one run of a batch that can be one statement over arrays: puts (or patches) of
- * the same kind of version check, on keys in strictly increasing order. Distinct keys make the
- * checks of the run independent of its own writes; increasing keys keep the stream records
- * (which PostgreSQL appends per statement in key order) in mutation order.
+ * the same kind of version check, on keys in strictly increasing order, none known to hold an
+ * expired record. Distinct keys make the checks of the run independent of its own writes;
+ * increasing keys keep the stream records (which PostgreSQL appends per statement and per
+ * kind of row change, in key order) in mutation order: a write replacing an expired record is
+ * an update of its row among inserts, so it goes on its own.
  */
-const continuesRun = (
-  previous: KeyedWrite,
-  next: KeyedWrite,
-  /** whether a key exists when the run starts, if known (unconditional writes need it) */
-  exists: (key: string) => boolean | undefined,
-): boolean => {
+const continuesRun = (previous: KeyedWrite, next: KeyedWrite, known: KnownKeys): boolean => {
   if (
     previous.op !== next.op ||
     Math.sign(previous.version) !== Math.sign(next.version) ||
-    !codePointLess(previous.key, next.key)
+    !codePointLess(previous.key, next.key) ||
+    known.expired(previous.key) !== false ||
+    known.expired(next.key) !== false
   ) {
     return false
   }
   if (next.version >= 0) return true
   // A create and an update in one statement would append their stream records per kind.
-  const before = exists(previous.key)
-  return before !== undefined && before === exists(next.key)
+  const before = known.exists(previous.key)
+  return before !== undefined && before === known.exists(next.key)
 }
+
+/** Any run could be formed, as far as the batch alone tells. */
+const optimistic: KnownKeys = { exists: () => true, expired: () => false }
 
 /** A UTF-16 code unit, moved so that code units compare in code point order (surrogates last). */
 const inCodePointOrder = (unit: number): number =>
@@ -200,6 +210,9 @@ export const codePointLess = (a: string, b: string): boolean => {
   }
   return a.length < b.length
 }
+
+/** The rows of a batch's keys when it was planned: live (`true`) or expired; absent: no row. */
+type KeyStates = ReadonlyMap<string, boolean>
 
 /** Runs shorter than this keep one statement per mutation. */
 const minSetRun = 2
@@ -339,9 +352,10 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const selectKeys = compiled<{ keys: unknown }, RecordRow>(
       ({ keys }) => sql`SELECT ${columns} FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
     )
-    const selectExisting = compiled<{ keys: unknown; now: number | Date }, { key: string }>(
-      ({ keys, now }) =>
-        sql`SELECT "key" FROM kv_records WHERE ${keyIn(sql`"key"`, keys)} AND ${liveAt(now)}`,
+    /** The keys that have a row, and whether it is live (1) or expired (0) at `now`. */
+    const selectKeyStates = compiled<{ keys: unknown; now: number | Date }, { key: string; live: unknown }>(
+      ({ keys, now }) => sql`SELECT "key", CASE WHEN ${liveAt(now)} THEN 1 ELSE 0 END AS "live"
+        FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
     )
 
     /** The rows of these (distinct) keys: one `=` for one key, else one bound list. */
@@ -1014,20 +1028,26 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     /**
      * The statements of a batch: runs of puts or patches (see `continuesRun`) as one statement
      * over arrays where the dialect has them (`setWrites`), everything else one statement per
-     * mutation (and one per version check). `existing`: the keys of its unconditional writes
-     * that existed when the batch was planned (none read: those writes go one by one).
+     * mutation (and one per version check). `states`: the rows of its writes' keys when the
+     * batch was planned, live (`true`) or expired (none read: every write goes one by one).
      */
     const planBatch = (
       decoded: ReadonlyArray<Decoded>,
       created: number | Date,
-      existing: ReadonlySet<string> | undefined,
+      states: KeyStates | undefined,
     ): Planned => {
       const planned: Array<readonly [Statement<unknown>, BatchStep]> = []
       // whether a key exists at this point of the batch, as far as the plan knows
       const written = new Map<string, boolean>()
       let rangeDeleted = false
-      const exists = (key: string): boolean | undefined =>
-        written.get(key) ?? (rangeDeleted || existing === undefined ? undefined : existing.has(key))
+      const known: KnownKeys = {
+        exists: (key) =>
+          written.get(key) ?? (rangeDeleted || states === undefined ? undefined : states.get(key) === true),
+        // a range delete leaves expired records alone
+        expired: (key) =>
+          written.has(key) ? false : states === undefined ? undefined : states.get(key) === false,
+      }
+      const exists = known.exists
       let i = 0
       while (i < decoded.length) {
         const first = decoded[i]!
@@ -1045,7 +1065,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         const run = [first.write]
         while (setWrites !== undefined && i + run.length < decoded.length) {
           const next = decoded[i + run.length]!
-          if (next._tag !== "write" || !continuesRun(run[run.length - 1]!, next.write, exists)) break
+          if (next._tag !== "write" || !continuesRun(run[run.length - 1]!, next.write, known)) break
           run.push(next.write)
         }
         if (setWrites !== undefined && run.length >= minSetRun) {
@@ -1063,22 +1083,25 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     }
 
     /**
-     * The keys of a batch's unconditional writes that exist now, read for its plan when it has
-     * runs of them (PostgreSQL); `undefined`: none read.
+     * The rows of a batch's write keys now (live or expired), read for its plan when it could
+     * have runs (PostgreSQL); `undefined`: none read.
      */
-    const existingKeys = (decoded: ReadonlyArray<Decoded>, now: number | Date) => {
+    const keyStates = (
+      decoded: ReadonlyArray<Decoded>,
+      now: number | Date,
+    ): Effect.Effect<KeyStates | undefined, SqlError> => {
       const keys = new Set<Arg.Key>()
       let runs = false
       decoded.forEach((d, i) => {
-        if (d._tag !== "write" || d.write.version >= 0) return
+        if (d._tag !== "write") return
         keys.add(d.write.key)
         const previous = decoded[i - 1]
-        if (previous?._tag === "write" && continuesRun(previous.write, d.write, () => true)) runs = true
+        if (previous?._tag === "write" && continuesRun(previous.write, d.write, optimistic)) runs = true
       })
       if (setWrites === undefined || !runs) return Effect.succeed(undefined)
       return Effect.map(
-        selectExisting.rows({ keys: list([...keys]), now }),
-        (rows): ReadonlySet<string> => new Set(rows.map((row) => row.key)),
+        selectKeyStates.rows({ keys: list([...keys]), now }),
+        (rows): KeyStates => new Map(rows.map((row) => [row.key, Number(row.live) === 1])),
       )
     }
 
@@ -1397,8 +1420,8 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             SqlError | VersionMismatchError | InvalidArgumentError | StoreError
           > =>
             Effect.gen(function* () {
-              const existing = plans < maxPlans ? yield* existingKeys(decoded, created) : undefined
-              const planned = [...planBatch(decoded, created, existing), ...taskStatements]
+              const states = plans < maxPlans ? yield* keyStates(decoded, created) : undefined
+              const planned = [...planBatch(decoded, created, states), ...taskStatements]
               const steps = planned.map(([, step]) => step)
               const results = yield* executor
                 .atomic(planned.map(([statement]) => statement))

@@ -6,6 +6,11 @@
  *
  * Keys are ordered by code point (UTF-8 byte order), as every backend orders them. Values are
  * compared by their JSON form. The model keeps only the stream records of its own history.
+ *
+ * Expiry: a record written with a ttl expires at `now + ttl`; from then on it is absent for
+ * every read, count, delete and version check, but stays in `records` (as in the table) until
+ * `expire` sweeps it or a write replaces it, each appending its `delete` record (which keeps
+ * `expiresAt`; an explicit delete's record has none).
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -24,6 +29,8 @@ export type MutationSpec =
       readonly version: number
       readonly value: unknown
       readonly type?: string | undefined
+      /** milliseconds */
+      readonly ttl?: number | undefined
     }
   | {
       readonly op: "patch"
@@ -31,6 +38,8 @@ export type MutationSpec =
       readonly version: number
       readonly patch: unknown
       readonly type?: string | undefined
+      /** milliseconds */
+      readonly ttl?: number | undefined
     }
   | { readonly op: "delete"; readonly key: string }
   | { readonly op: "deletePrefix"; readonly prefix: string; readonly page?: Page | undefined }
@@ -51,6 +60,9 @@ export type Command =
   | { readonly op: "mutateAll"; readonly mutations: ReadonlyArray<MutationSpec> }
   /** `streamTrim(latest seq - back)`: relative, so that a history means the same on every backend */
   | { readonly op: "streamTrim"; readonly back: number }
+  /** the clock moves on by `millis` (besides the millisecond every command moves it) */
+  | { readonly op: "tick"; readonly millis: number }
+  | { readonly op: "expire" }
 
 // ---------------------------------------------------------------------------------------------
 // Outcomes
@@ -62,6 +74,8 @@ export interface ModelRecord {
   readonly value: unknown
   readonly type: string
   readonly created: number
+  /** absent: it does not expire */
+  readonly expiresAt?: number
 }
 
 export interface ModelStreamRecord {
@@ -148,6 +162,10 @@ const checkPatch = (patch: unknown): Record<string, unknown> => {
 const checkType = (type: string | undefined): string | undefined =>
   type === undefined ? undefined : checkName(type)
 
+/** A ttl: a positive finite number of milliseconds (whole ms, rounded up, as stored). */
+const checkTtl = (ttl: number | undefined): number | undefined =>
+  ttl === undefined ? undefined : Number.isFinite(ttl) && ttl > 0 ? Math.ceil(ttl) : invalid()
+
 /** The derived record type of a JSON value. */
 const typeOf = (value: unknown): string =>
   value === null
@@ -210,51 +228,80 @@ export class Model {
     this.stream.push({ seq: this.nextSeq++, action, record })
   }
 
-  /** The keys in order. */
-  private sortedKeys(): Array<string> {
-    return [...this.records.keys()].sort(compareKeys)
+  /** The record of `key` if it is live at `now`. */
+  live(key: string, now: number): ModelRecord | undefined {
+    const record = this.records.get(key)
+    return record === undefined || (record.expiresAt !== undefined && record.expiresAt <= now)
+      ? undefined
+      : record
+  }
+
+  /** The keys of the records live at `now`, in order. */
+  sortedKeys(now: number): Array<string> {
+    return [...this.records.keys()].filter((key) => this.live(key, now) !== undefined).sort(compareKeys)
   }
 
   private write(
     key: string,
     version: number,
     now: number,
-    next: (current: ModelRecord | undefined) => { value: unknown; type: string },
+    next: (current: ModelRecord | undefined) => {
+      value: unknown
+      type: string
+      expiresAt: number | undefined
+    },
   ): ModelRecord {
-    const current = this.records.get(key)
+    const current = this.live(key, now)
     const fits = version === -1 || (version === 0 ? current === undefined : current?.version === version)
     if (!fits) throw new Refused({ error: "VersionMismatchError", key, expected: version })
-    const { value, type } = next(current)
+    const expired = current === undefined ? this.records.get(key) : undefined
+    if (expired !== undefined) this.append("delete", expired)
+    const { expiresAt, type, value } = next(current)
     const record: ModelRecord = {
       key,
       version: (current?.version ?? 0) + 1,
       value,
       type,
       created: current?.created ?? now,
+      ...(expiresAt === undefined ? {} : { expiresAt }),
     }
     this.records.set(key, record)
     this.append(current === undefined ? "create" : "update", record)
     return record
   }
 
-  private remove(keys: ReadonlyArray<string>): number {
+  /** Deletes the live records of `keys`; their delete records do not keep an expiresAt. */
+  private remove(keys: ReadonlyArray<string>, now: number): number {
     let deleted = 0
     for (const key of [...keys].sort(compareKeys)) {
-      const record = this.records.get(key)
+      const record = this.live(key, now)
       if (record === undefined) continue
       this.records.delete(key)
-      this.append("delete", record)
+      const { expiresAt: _, ...deletedRecord } = record
+      this.append("delete", deletedRecord)
       deleted++
     }
     return deleted
   }
 
-  private withPrefix(prefix: string): Array<string> {
-    return this.sortedKeys().filter((key) => key.startsWith(prefix))
+  /** The sweep: every record expired at `now`, in key order. */
+  private sweep(now: number): number {
+    const expired = [...this.records.values()]
+      .filter((record) => record.expiresAt !== undefined && record.expiresAt <= now)
+      .sort((a, b) => compareKeys(a.key, b.key))
+    for (const record of expired) {
+      this.records.delete(record.key)
+      this.append("delete", record)
+    }
+    return expired.length
   }
 
-  private inRange(from: string, to: string): Array<string> {
-    return this.sortedKeys().filter((key) => compareKeys(from, key) <= 0 && compareKeys(key, to) < 0)
+  private withPrefix(prefix: string, now: number): Array<string> {
+    return this.sortedKeys(now).filter((key) => key.startsWith(prefix))
+  }
+
+  private inRange(from: string, to: string, now: number): Array<string> {
+    return this.sortedKeys(now).filter((key) => compareKeys(from, key) <= 0 && compareKeys(key, to) < 0)
   }
 
   /** A mutation whose arguments were checked: the rows it affected. */
@@ -264,25 +311,28 @@ export class Model {
         this.write(mutation.key, mutation.version, now, () => ({
           value: mutation.value,
           type: mutation.type,
+          expiresAt: mutation.ttl === undefined ? undefined : now + mutation.ttl,
         }))
         return 1
       case "patch":
         this.write(mutation.key, mutation.version, now, (current) => ({
           value: mergePatch(current === undefined ? {} : current.value, mutation.patch),
           type: mutation.type ?? current?.type ?? "object",
+          expiresAt: mutation.ttl === undefined ? current?.expiresAt : now + mutation.ttl,
         }))
         return 1
       case "delete":
-        return this.remove([mutation.key])
+        return this.remove([mutation.key], now)
       case "deletePrefix":
         return this.remove(
           pageOf(
-            mutation.prefix === "*" ? this.sortedKeys() : this.withPrefix(mutation.prefix),
+            mutation.prefix === "*" ? this.sortedKeys(now) : this.withPrefix(mutation.prefix, now),
             mutation.page,
           ),
+          now,
         )
       case "deleteRange":
-        return this.remove(pageOf(this.inRange(mutation.from, mutation.to), mutation.page))
+        return this.remove(pageOf(this.inRange(mutation.from, mutation.to, now), mutation.page), now)
     }
   }
 
@@ -299,22 +349,28 @@ export class Model {
   private runUnchecked(command: Command, now: number): unknown {
     switch (command.op) {
       case "get":
-        return this.records.get(checkName(command.key)) ?? null
+        return this.live(checkName(command.key), now) ?? null
       case "getPrefix": {
         const prefix = checkBound(command.prefix)
-        return pageOf(this.withPrefix(prefix), checkPage(command.page)).map((key) => this.records.get(key)!)
+        return pageOf(this.withPrefix(prefix, now), checkPage(command.page)).map(
+          (key) => this.records.get(key)!,
+        )
       }
       case "countPrefix":
-        return this.withPrefix(checkBound(command.prefix)).length
+        return this.withPrefix(checkBound(command.prefix), now).length
       case "getBatch": {
         const keys = [...new Set(command.keys.map(checkName))].sort(compareKeys)
         return keys.flatMap((key) => {
-          const record = this.records.get(key)
+          const record = this.live(key, now)
           return record === undefined ? [] : [record]
         })
       }
       case "deleteKeys":
-        return this.remove([...new Set(command.keys.map(checkName))])
+        return this.remove([...new Set(command.keys.map(checkName))], now)
+      case "tick":
+        return null
+      case "expire":
+        return this.sweep(now)
       case "streamTrim": {
         const seq = this.nextSeq - 1 - command.back
         if (seq < 0) return invalid()
@@ -350,6 +406,7 @@ type CheckedMutation =
       readonly version: number
       readonly value: unknown
       readonly type: string
+      readonly ttl: number | undefined
     }
   | {
       readonly op: "patch"
@@ -357,6 +414,7 @@ type CheckedMutation =
       readonly version: number
       readonly patch: Record<string, unknown>
       readonly type: string | undefined
+      readonly ttl: number | undefined
     }
   | { readonly op: "delete"; readonly key: string }
   | { readonly op: "deletePrefix"; readonly prefix: string; readonly page: { offset: number; limit: number } }
@@ -373,12 +431,14 @@ const checkMutation = (mutation: MutationSpec): CheckedMutation => {
       const key = checkName(mutation.key)
       const version = checkVersion(mutation.version)
       const value = checkValue(mutation.value)
-      return { op: "put", key, version, value, type: checkType(mutation.type) ?? typeOf(value) }
+      const type = checkType(mutation.type) ?? typeOf(value)
+      return { op: "put", key, version, value, type, ttl: checkTtl(mutation.ttl) }
     }
     case "patch": {
       const key = checkName(mutation.key)
       const version = checkVersion(mutation.version)
-      return { op: "patch", key, version, patch: checkPatch(mutation.patch), type: checkType(mutation.type) }
+      const patch = checkPatch(mutation.patch)
+      return { op: "patch", key, version, patch, type: checkType(mutation.type), ttl: checkTtl(mutation.ttl) }
     }
     case "delete":
       return { op: "delete", key: checkName(mutation.key) }
