@@ -259,6 +259,39 @@ export const expirySuite = (
       }),
     )
 
+    it.effect("a batch over absent and expired keys appends its records in batch order, expiries first", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        yield* store.put("e8/b", -1, "old b", { ttl: "1 second" })
+        yield* store.put("e8/e", -1, "old e", { ttl: "1 second" })
+        yield* TestClock.adjust("1 second")
+        const first = yield* nextSeq
+        // creates, then unconditional puts, each over keys in increasing order (PostgreSQL would
+        // send each run as one statement)
+        yield* store.mutateAll([
+          Mutation.put("e8/a", 0, "a"),
+          Mutation.put("e8/b", 0, "b"),
+          Mutation.put("e8/c", 0, "c"),
+          Mutation.put("e8/d", -1, "d"),
+          Mutation.put("e8/e", -1, "e"),
+          Mutation.put("e8/f", -1, "f"),
+        ])
+        assert.deepStrictEqual(
+          (yield* changesOf("e8/", first)).map(([action, key]) => `${action} ${key}`),
+          [
+            "create e8/a",
+            "delete e8/b",
+            "create e8/b",
+            "create e8/c",
+            "create e8/d",
+            "delete e8/e",
+            "create e8/e",
+            "create e8/f",
+          ],
+        )
+      }),
+    )
+
     it.effect("a bad ttl is refused and changes nothing", () =>
       Effect.gen(function* () {
         const store = yield* Store
