@@ -8,6 +8,7 @@
 import * as PersistedCache from "@effect/experimental/PersistedCache"
 import * as Persistence from "@effect/experimental/Persistence"
 import * as KeyValueStore from "@effect/platform/KeyValueStore"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -69,7 +70,8 @@ const userCache = (lookups: { count: number }, timeToLive: Duration.DurationInpu
 const resultPersistence = (prefix: string) =>
   Persistence.layerResult.pipe(Layer.provide(KvPersistence.layer({ prefix })))
 
-export const interopSuite = (name: string, backend: Layer.Layer<Store, unknown>) =>
+/** `backend` provides the store and the `SqlClient` under it (the last test breaks the table under the store). */
+export const interopSuite = (name: string, backend: Layer.Layer<Store | SqlClient.SqlClient, unknown>) =>
   layer(backend, { timeout: Duration.minutes(1) })(name, (it) => {
     // -----------------------------------------------------------------------------------------
     // KvKeyValueStore
@@ -412,5 +414,43 @@ export const interopSuite = (name: string, backend: Layer.Layer<Store, unknown>)
           assert.strictEqual(lookups.count, 2)
           assert.deepStrictEqual((yield* recordOf("p5/users/user-5")).expiresAt, new Date(121_000))
         }).pipe(Effect.provide(resultPersistence("p5/"))),
+    )
+
+    // last: it takes the records table away for a moment
+    it.scoped(
+      "a failing database: a SystemError and a PersistenceBackingError, each keeping the StoreError",
+      () =>
+        Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          const kv = yield* KeyValueStore.KeyValueStore
+          const persisted = yield* (yield* Persistence.BackingPersistence).make("broken")
+          yield* kv.set("k", "v")
+          yield* sql`ALTER TABLE kv_records RENAME TO kv_records_away`
+          const failures = yield* Effect.all([Effect.flip(kv.get("k")), Effect.flip(kv.size)]).pipe(
+            Effect.zip(Effect.flip(persisted.get("k"))),
+            Effect.ensuring(Effect.orDie(sql`ALTER TABLE kv_records_away RENAME TO kv_records`)),
+          )
+          const [[get, size], backing] = failures
+          for (const [error, method] of [
+            [get, "get"],
+            [size, "size"],
+          ] as const) {
+            assert.strictEqual(error._tag, "SystemError")
+            assert.strictEqual(error._tag === "SystemError" && error.reason, "Unknown")
+            assert.strictEqual(error.method, method)
+            const cause = error.cause as { _tag: string; message: string }
+            assert.strictEqual(cause._tag, "StoreError")
+            assert.include(error.message, cause.message)
+          }
+          assert.strictEqual(backing.reason, "BackingError")
+          assert.strictEqual(backing.method, "get")
+          assert.strictEqual((backing as { cause?: { _tag?: string } }).cause?._tag, "StoreError")
+          // and back to work
+          assert.deepStrictEqual(yield* kv.get("k"), Option.some("v"))
+        }).pipe(
+          Effect.provide(
+            Layer.merge(KvKeyValueStore.layer({ prefix: "broken/" }), KvPersistence.layer({ prefix: "p6/" })),
+          ),
+        ),
     )
   })

@@ -12,7 +12,8 @@
  *   infinite duration) stores it without expiry. A zero or negative ttl stores nothing and
  *   deletes the key: the entry would be expired at once (`Persistence.layerResult` never writes
  *   such an entry).
- * - `setMany` is one `mutateAll` (one transaction); `getMany` one `getBatch`, in input order.
+ * - `set` is one `put` (or `delete`), `setMany` one `mutateAll` (one transaction), `getMany` one
+ *   `getBatch` (answers in input order).
  * - Store failures (and an invalid key) are `PersistenceBackingError`s of the method, with the
  *   store's error as `cause`.
  */
@@ -72,8 +73,14 @@ export const make = (store: StoreService, options: Options): Persistence.Backing
               ),
               backing("getMany"),
             ),
-          set: (key, value, ttl) =>
-            store.mutateAll([mutationOf(key, value, ttl)]).pipe(Effect.asVoid, backing("set")),
+          set: (key, value, ttl) => {
+            const expiry = expiryOf(ttl)
+            const write =
+              expiry === "now"
+                ? Effect.asVoid(store.delete(keyOf(key)))
+                : Effect.asVoid(store.put(keyOf(key), -1, value, writeOptions(expiry)))
+            return backing("set")(write)
+          },
           setMany: (entries) =>
             entries.length === 0
               ? Effect.void
