@@ -2,14 +2,16 @@
  * The interop conformance suite: Effect's own code (`KeyValueStore.forSchema`, `PersistedCache`,
  * `Persistence.layerResult`) running on `KvKeyValueStore` and `KvPersistence` over the store,
  * the same expectations for every backend. `backend` must give a fresh, empty database; tests
- * share it and run in order, each under a prefix of its own. Time is the `TestClock` (each test
- * starts at 0), so TTLs expire by `TestClock.adjust`.
+ * share it and run in order, each under a prefix of its own. Time is the `TestClock` (one for
+ * the whole block, so times are taken relative to each test's start), so TTLs expire by
+ * `TestClock.adjust`.
  */
 import * as PersistedCache from "@effect/experimental/PersistedCache"
 import * as Persistence from "@effect/experimental/Persistence"
 import * as KeyValueStore from "@effect/platform/KeyValueStore"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -355,14 +357,15 @@ export const interopSuite = (name: string, backend: Layer.Layer<Store | SqlClien
         const store = yield* Store
         const session = yield* backing.make("sessions")
         const start = yield* store.streamSeq()
+        const t0 = yield* Clock.currentTimeMillis
         yield* session.set("short", "s", Option.some(Duration.seconds(30)))
         yield* session.setMany([
           ["long", "l", Option.some(Duration.minutes(5))],
           ["forever", "f", Option.none()],
           ["infinite", "i", Option.some(Duration.infinity)],
         ])
-        assert.deepStrictEqual((yield* recordOf("p4/sessions/short")).expiresAt, new Date(30_000))
-        assert.deepStrictEqual((yield* recordOf("p4/sessions/long")).expiresAt, new Date(300_000))
+        assert.deepStrictEqual((yield* recordOf("p4/sessions/short")).expiresAt, new Date(t0 + 30_000))
+        assert.deepStrictEqual((yield* recordOf("p4/sessions/long")).expiresAt, new Date(t0 + 300_000))
         assert.isUndefined((yield* recordOf("p4/sessions/forever")).expiresAt)
         assert.isUndefined((yield* recordOf("p4/sessions/infinite")).expiresAt)
 
@@ -397,8 +400,8 @@ export const interopSuite = (name: string, backend: Layer.Layer<Store | SqlClien
           deletes.map((change) => [change.record.key, change.record.expiresAt?.getTime()]).sort(),
           [
             ["p4/sessions/forever", undefined],
-            ["p4/sessions/long", 300_000],
-            ["p4/sessions/short", 30_000],
+            ["p4/sessions/long", t0 + 300_000],
+            ["p4/sessions/short", t0 + 30_000],
           ],
         )
         assert.deepStrictEqual(yield* keysUnder("p4/"), ["p4/sessions/again", "p4/sessions/infinite"])
@@ -409,6 +412,7 @@ export const interopSuite = (name: string, backend: Layer.Layer<Store | SqlClien
       "PersistedCache: an entry with a time-to-live is looked up again once the TestClock passes it",
       () =>
         Effect.gen(function* () {
+          const t0 = yield* Clock.currentTimeMillis
           const lookups = { count: 0 }
           const rebuilt = (id: number) =>
             Effect.scoped(
@@ -416,7 +420,7 @@ export const interopSuite = (name: string, backend: Layer.Layer<Store | SqlClien
             )
           assert.strictEqual((yield* rebuilt(5)).name, "user 5")
           assert.strictEqual(lookups.count, 1)
-          assert.deepStrictEqual((yield* recordOf("p5/users/user-5")).expiresAt, new Date(60_000))
+          assert.deepStrictEqual((yield* recordOf("p5/users/user-5")).expiresAt, new Date(t0 + 60_000))
           yield* TestClock.adjust("59 seconds")
           assert.strictEqual((yield* rebuilt(5)).name, "user 5")
           assert.strictEqual(lookups.count, 1)
@@ -425,7 +429,7 @@ export const interopSuite = (name: string, backend: Layer.Layer<Store | SqlClien
           assert.deepStrictEqual(yield* keysUnder("p5/"), [])
           assert.strictEqual((yield* rebuilt(5)).name, "user 5")
           assert.strictEqual(lookups.count, 2)
-          assert.deepStrictEqual((yield* recordOf("p5/users/user-5")).expiresAt, new Date(121_000))
+          assert.deepStrictEqual((yield* recordOf("p5/users/user-5")).expiresAt, new Date(t0 + 121_000))
         }).pipe(Effect.provide(resultPersistence("p5/"))),
     )
 
