@@ -433,6 +433,27 @@ export const interopSuite = (name: string, backend: Layer.Layer<Store | SqlClien
         }).pipe(Effect.provide(resultPersistence("p5/"))),
     )
 
+    // clears the whole database: after every test that keeps records
+    it.effect("KeyValueStore with the empty prefix: the whole store", () =>
+      Effect.gen(function* () {
+        const store = yield* Store
+        const kv = KvKeyValueStore.make(store, { prefix: "" })
+        yield* kv.set("whole/a", "a")
+        assert.deepStrictEqual(
+          yield* Effect.map(
+            store.get("whole/a"),
+            Option.map((r) => r.value),
+          ),
+          Option.some("a"),
+        )
+        assert.isAbove(yield* store.count(), 1)
+        assert.strictEqual(yield* kv.size, yield* store.count())
+        yield* kv.clear
+        assert.strictEqual(yield* store.count(), 0)
+        assert.isTrue(yield* kv.isEmpty)
+      }),
+    )
+
     // last: it takes the records table away for a moment
     it.scoped(
       "a failing database: a SystemError and a PersistenceBackingError, each keeping the StoreError",
