@@ -192,6 +192,14 @@ export const Millis = PositiveDuration.pipe(
 )
 export type Millis = typeof Millis.Type
 
+/** A record's time to live (the `ttl` of put, patch and increment), as whole milliseconds. */
+export const Ttl = Millis.annotations({
+  message: (issue) => ({
+    message: `invalid ttl: ${innermost(issue) ?? "expected a duration"}`,
+    override: true,
+  }),
+})
+
 const earliestTime = Date.parse("0001-01-01T00:00:00.000Z")
 const latestTime = Date.parse("9999-12-31T23:59:59.999Z")
 

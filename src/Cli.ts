@@ -22,7 +22,7 @@ import { MissingCommandError, stripAnsi } from "./cli/errors.js"
 import { kv } from "./cli/globals.js"
 import { graph } from "./cli/graph.js"
 import { asKvShowsIt } from "./cli/help.js"
-import { count, del, get, increment, init, list, patch, put } from "./cli/keys.js"
+import { count, del, expire, get, increment, init, list, patch, put } from "./cli/keys.js"
 import { lock } from "./cli/lock.js"
 import { nats } from "./cli/nats.js"
 import { stream } from "./cli/stream.js"
@@ -44,6 +44,7 @@ const subcommands = [
   count,
   patch,
   increment,
+  expire,
   stream,
   consumer,
   lock,
@@ -63,6 +64,7 @@ const topLevel = [
   "count",
   "patch",
   "increment",
+  "expire",
   "stream",
   "consumer",
   "lock",

@@ -21,13 +21,18 @@ import type { Task } from "./Scheduler.js"
 // dates as RFC 3339 strings). Plain objects, not Schema classes: a read builds one per row,
 // and a class instance costs ten times as much to make.
 
-/** One stored key. `created` is set when the key is first written and never changes. */
+/**
+ * One stored key. `created` is set when the key is first written and never changes (an expired
+ * key written again is a new record). `expiresAt`: when the record expires (see
+ * {@link WriteOptions.ttl}); absent when it does not.
+ */
 export const KvRecord = Schema.Struct({
   key: Schema.String,
   version: Schema.Number,
   value: Schema.Unknown,
   type: Schema.String,
   created: Schema.Date,
+  expiresAt: Schema.optional(Schema.Date),
 }).annotations({ identifier: "KvRecord" })
 export interface KvRecord extends Schema.Schema.Type<typeof KvRecord> {}
 
@@ -56,9 +61,19 @@ export interface Page {
   readonly limit?: number | undefined
 }
 
-export interface WriteOptions {
+export interface WriteOptions extends ExpiryOptions {
   /** The record type; derived from the value when absent (see {@link typeOf}). */
   readonly type?: string | undefined
+}
+
+export interface ExpiryOptions {
+  /**
+   * The record expires this long after the write (by the `Clock`): from then on every read and
+   * version check finds the key absent, and an expiry sweep deletes it with a `delete` stream
+   * record that keeps its `expiresAt`. Without it, `put` clears an expiry and `patch` and
+   * `increment` keep it.
+   */
+  readonly ttl?: Duration.DurationInput | undefined
 }
 
 // ---------------------------------------------------------------------------
@@ -109,18 +124,20 @@ export type Mutation = Data.TaggedEnum<{
     readonly version: number
     readonly value: unknown
     readonly type?: string | undefined
+    readonly ttl?: Duration.DurationInput | undefined
   }
   Patch: {
     readonly key: string
     readonly version: number
     readonly patch: unknown
     readonly type?: string | undefined
+    readonly ttl?: Duration.DurationInput | undefined
   }
   Delete: { readonly key: string }
   /** Fails the batch unless `key` is at `version` (0: absent); writes nothing. */
   Check: { readonly key: string; readonly version: number }
   /** Adds `by` to the key's number value (a missing key counts from 0). */
-  Increment: { readonly key: string; readonly by: number }
+  Increment: { readonly key: string; readonly by: number; readonly ttl?: Duration.DurationInput | undefined }
   /** Creates the task (the outbox) in the batch's transaction. */
   Task: { readonly task: Task }
   DeletePrefix: { readonly prefix: string; readonly page?: Page | undefined }
@@ -132,14 +149,15 @@ const MutationCtor = Data.taggedEnum<Mutation>()
 /** Constructors for the mutations `mutateAll` applies in one transaction. */
 export const Mutation = {
   put: (key: string, version: number, value: unknown, options?: WriteOptions): Mutation =>
-    MutationCtor.Put({ key, version, value, type: options?.type }),
+    MutationCtor.Put({ key, version, value, type: options?.type, ttl: options?.ttl }),
   patch: (key: string, version: number, patch: unknown, options?: WriteOptions): Mutation =>
-    MutationCtor.Patch({ key, version, patch, type: options?.type }),
+    MutationCtor.Patch({ key, version, patch, type: options?.type, ttl: options?.ttl }),
   delete: (key: string): Mutation => MutationCtor.Delete({ key }),
   /** The batch fails with `VersionMismatchError` unless `key` is at `version` (`0`: absent). */
   check: (key: string, version: number): Mutation => MutationCtor.Check({ key, version }),
   /** Adds `by` (default 1) to a number value; a missing key counts from 0. */
-  increment: (key: string, by = 1): Mutation => MutationCtor.Increment({ key, by }),
+  increment: (key: string, by = 1, options?: ExpiryOptions): Mutation =>
+    MutationCtor.Increment({ key, by, ttl: options?.ttl }),
   /** Creates the task (see `Task.make`) in the same transaction as the batch's key writes. */
   task: (task: Task): Mutation => MutationCtor.Task({ task }),
   deletePrefix: (prefix: string, page?: Page): Mutation => MutationCtor.DeletePrefix({ prefix, page }),
@@ -200,13 +218,18 @@ export interface StoreService {
    * returns the new record; a missing key counts from 0 (created with type `number`), an
    * existing key keeps its type. A value that is not a number is an `InvalidArgumentError`.
    */
-  readonly increment: (key: string, by?: number) => Fails<KvRecord>
+  readonly increment: (key: string, by?: number, options?: ExpiryOptions) => Fails<KvRecord>
   /** The number of keys deleted; missing keys are not an error. */
   readonly delete: (...keys: ReadonlyArray<string>) => Fails<number>
   /** `"*"` deletes every key; an empty prefix is rejected. */
   readonly deletePrefix: (prefix: string, page?: Page) => Fails<number>
   readonly deleteRange: (from: string, to: string, page?: Page) => Fails<number>
   readonly count: () => Fails<number>
+  /**
+   * The expiry sweep, now: deletes every record expired by the `Clock` (each with one `delete`
+   * stream record, even when several processes sweep at once) and returns how many it deleted.
+   */
+  readonly expire: () => Fails<number>
   readonly countPrefix: (prefix: string) => Fails<number>
   readonly countRange: (from: string, to: string) => Fails<number>
   /**

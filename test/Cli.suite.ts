@@ -381,6 +381,33 @@ export const cliSuite = (backend: CliBackend) =>
       ok(await kv(["delete", "--prefix", "inc/"]))
     })
 
+    it("--ttl on put, patch and increment; expired keys are absent; expire deletes them and prints how many", async () => {
+      ok(await kv(["put", "ttl/long", "--ttl", "1h"], { input: '"kept"' }))
+      const [long] = json(await kv(["get", "prefix", "ttl/long"]))
+      const expiresIn = Date.parse(long.expiresAt) - Date.now()
+      expect(expiresIn).toBeGreaterThan(3_500_000)
+      expect(expiresIn).toBeLessThanOrEqual(3_600_000)
+      ok(await kv(["patch", "ttl/long"], { input: '{"a": 1}' }))
+      expect(json(await kv(["get", "prefix", "ttl/long"]))[0].expiresAt).toBe(long.expiresAt)
+      // a millisecond: expired before the next command starts
+      ok(await kv(["put", "ttl/short", "--ttl", "1ms"], { input: '"gone"' }))
+      ok(await kv(["increment", "ttl/count", "--ttl", "1ms"]))
+      ok(await kv(["patch", "ttl/patched", "--ttl", "1ms"], { input: '{"a": 1}' }))
+      fails(await kv(["get", "key", "ttl/short"]), /^kv: key "ttl\/short" not found\n$/)
+      expect(ok(await kv(["count", "prefix", "ttl/"]))).toBe("1\n")
+      // one-shot commands do not sweep: the expired records wait for expire
+      expect(ok(await kv(["expire"]))).toBe("3\n")
+      expect(ok(await kv(["expire"]))).toBe("0\n")
+      expect(ok(await kv(["increment", "ttl/count"]))).toBe("1\n")
+      // a bad ttl: one kv: line, nothing written
+      const before = ok(await kv(["get", "prefix", "ttl/"]))
+      fails(await kv(["put", "ttl/long", "--ttl", "soon"], { input: "1" }), /^kv: .*invalid duration "soon"/)
+      fails(await kv(["put", "ttl/long", "--ttl", "0"], { input: "1" }), /^kv: .*longer than zero/)
+      fails(await kv(["increment", "ttl/count", "--ttl", "-1s"]), /^kv: .*invalid duration/)
+      expect(ok(await kv(["get", "prefix", "ttl/"]))).toBe(before)
+      ok(await kv(["delete", "--prefix", "ttl/"]))
+    })
+
     it("stream get | seq | trim", async () => {
       const before = Number(ok(await kv(["stream", "seq"])))
       ok(await put("s/1", { v: 1 }, "--record-type", "streamed"))

@@ -108,10 +108,11 @@ describe("kv --help, every command", () => {
       "cron list",
       "cron get",
       "cron delete",
+      "expire",
     ]) {
       expect(paths).toContain(expected)
     }
-    expect(paths.length).toBe(64) // 50, task retry, prune and stats, watch with its four selectors, cron with set, list, get, delete, and increment
+    expect(paths.length).toBe(65) // 50, task retry, prune and stats, watch with its four selectors, cron with set, list, get, delete, increment and expire
   })
 
   it("every usage line names the whole command, from kv", () => {

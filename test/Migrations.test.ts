@@ -17,6 +17,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
 import { KvSql, Mutation, Scheduler, Store, Task } from "../src/index.js"
 import { executorOf, fromSqlClient, SqlExecutor } from "../src/internal/executor.js"
 import { migrations } from "../src/internal/migrations.js"
@@ -195,6 +196,18 @@ const madeByRowidMigration = new Set(["kv_records", "kv_delete_keys", "kv_delete
 const madeByTaskKeysMigration = new Set(["kv_tasks", "kv_tasks_claim", "kv_tasks_key", "kv_tasks_keyed"])
 /** What 0008_cron adds (a table of its own). */
 const madeByCronMigration = new Set(["kv_cron"])
+/** What 0009_expiry adds or makes again (a column of the stream, its triggers, the check view). */
+const madeByExpiryMigration = new Set([
+  "kv_stream",
+  "kv_records_expiry",
+  "kv_expire_keys",
+  "kv_expire_keys_delete",
+  "kv_records_created",
+  "kv_records_updated",
+  "kv_records_deleted",
+  "kv_expect",
+  "kv_expect_check",
+])
 
 const streamOf = (store: Store["Type"], seq: number) =>
   Effect.map(store.stream("all", seq), (records) =>
@@ -281,6 +294,12 @@ const rowidUpgradeSuite = (name: string, database: Layer.Layer<Database, unknown
             ])
             assert.deepStrictEqual(yield* streamOf(store, 0), [...history, ...(yield* streamOf(store, 10))])
             assert.strictEqual(Option.getOrThrow(yield* store.get("old/big")).value, bigValue)
+            // 0009_expiry: old records do not expire; a ttl works on the upgraded tables
+            assert.isUndefined(Option.getOrThrow(yield* store.get("old/b")).expiresAt)
+            yield* store.put("old/b", -1, "b4", { ttl: "1 second" })
+            yield* TestClock.adjust("1 second")
+            assert.isTrue(Option.isNone(yield* store.get("old/b")))
+            assert.strictEqual(yield* store.expire(), 1)
 
             const applied = yield* sql<{ id: string }>`SELECT id FROM kv_migrations ORDER BY id`
             assert.deepStrictEqual(
@@ -299,7 +318,8 @@ const rowidUpgradeSuite = (name: string, database: Layer.Layer<Database, unknown
                   (o) =>
                     !madeByRowidMigration.has(o.name) &&
                     !madeByTaskKeysMigration.has(o.name) &&
-                    !madeByCronMigration.has(o.name),
+                    !madeByCronMigration.has(o.name) &&
+                    !madeByExpiryMigration.has(o.name),
                 )
               assert.deepStrictEqual(kept(after), kept(before))
               assert.isTrue(after.some((o) => o.type === "table" && o.name === "kv_cron"))
@@ -311,7 +331,7 @@ const rowidUpgradeSuite = (name: string, database: Layer.Layer<Database, unknown
               assert.strictEqual(Number(queued[0]?.n), 0)
             }
             yield* store.init() // idempotent
-          }).pipe(Effect.provide(KvSql.layer().pipe(Layer.provideMerge(raw))))
+          }).pipe(Effect.provide(KvSql.layer({ expirySweep: false }).pipe(Layer.provideMerge(raw))))
         }).pipe(Effect.provide(database)),
       { timeout: 120_000 },
     )

@@ -53,6 +53,17 @@ export const recordTypeOption = Options.text("record-type").pipe(
   Options.optional,
 )
 
+/** `--ttl`: the record expires this long after the write. */
+export const ttlOption = Options.text("ttl").pipe(
+  Options.withPseudoName("duration"),
+  Options.withDescription(
+    "The record expires this long after the write, e.g. 30s, 5m, 1h30m (put without it clears an expiry; " +
+      "patch and increment keep it).",
+  ),
+  Options.withSchema(Arg.DurationText),
+  Options.optional,
+)
+
 /** A `1h30m`-style duration option; `description` says what it is, without the default. */
 export const durationOption = (name: string, fallback: string, description: string) =>
   Options.text(name).pipe(

@@ -17,7 +17,7 @@ import * as Consumer from "../Consumer.js"
 import type { InvalidArgumentError, StoreError } from "../Store.js"
 import { StreamRecord } from "../Store.js"
 import { nameArg } from "./arguments.js"
-import { layerFor } from "./backend.js"
+import { type Lifetime, layerFor } from "./backend.js"
 import { MissingCommandError, NotFoundError } from "./errors.js"
 import { kv } from "./globals.js"
 import { printEncoded, printInteger, printStreamRecords } from "./output.js"
@@ -25,9 +25,12 @@ import * as Stdout from "./stdout.js"
 import { ofTypeOption, prefixFilterOption } from "./stream.js"
 
 /** Runs `effect` with the consumer storage of the backend chosen by the global flags. */
-const withConsumers = <A, E>(effect: Effect.Effect<A, E, Consumer.ConsumerStorage>) =>
+const withConsumers = <A, E>(
+  effect: Effect.Effect<A, E, Consumer.ConsumerStorage>,
+  lifetime: Lifetime = "one-shot",
+) =>
   Effect.flatMap(kv, ({ connection, type }) =>
-    Effect.provide(effect, layerFor(type, connection)),
+    Effect.provide(effect, layerFor(type, connection, lifetime)),
   ) as Effect.Effect<A, E | StoreError | InvalidArgumentError, Command.Command.Context<"kv">>
 
 const streamNameArg = (name: string) =>
@@ -85,6 +88,7 @@ const consumerStream = Command.make(
           Stdout.write(Array.from(records, (record) => `${JSON.stringify(encodeRecord(record))}\n`).join("")),
         ),
       ),
+      "long-running",
     ),
 ).pipe(
   Command.withDescription(

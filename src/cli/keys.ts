@@ -1,10 +1,11 @@
 /**
  * The key commands: `init`, `put`, `patch`, `increment`, `get key|prefix|range|batch`, `list`,
- * `delete`, `count`.
+ * `delete`, `count`, `expire`.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Arg from "../Arguments.js"
@@ -16,7 +17,15 @@ import {
   type StoreService,
   type VersionMismatchError,
 } from "../Store.js"
-import { boundArg, keyArg, limitArg, offsetArg, recordTypeOption, versionOption } from "./arguments.js"
+import {
+  boundArg,
+  keyArg,
+  limitArg,
+  offsetArg,
+  recordTypeOption,
+  ttlOption,
+  versionOption,
+} from "./arguments.js"
 import { MissingCommandError, NotFoundError } from "./errors.js"
 import { withStore } from "./globals.js"
 import { printInteger, printJson, printRecords, readStdinJson, readStdinText } from "./output.js"
@@ -37,30 +46,31 @@ const writeCommand = (
     key: string,
     version: number,
     value: unknown,
-    type: string | undefined,
+    options: { readonly type: string | undefined; readonly ttl: Duration.Duration | undefined },
   ) => Effect.Effect<KvRecord, VersionMismatchError | InvalidArgumentError | StoreError>,
 ) =>
   Command.make(
     name,
-    { key: keyArg, version: versionOption, recordType: recordTypeOption },
-    ({ key, recordType, version }) =>
+    { key: keyArg, version: versionOption, recordType: recordTypeOption, ttl: ttlOption },
+    ({ key, recordType, ttl, version }) =>
       Effect.gen(function* () {
         const value = yield* readStdinJson
         yield* name === "put" ? decodeValue(value) : decodePatch(value)
-        yield* withStore((store) => write(store, key, version, value, Option.getOrUndefined(recordType)))
+        const options = { type: Option.getOrUndefined(recordType), ttl: Option.getOrUndefined(ttl) }
+        yield* withStore((store) => write(store, key, version, value, options))
       }),
   ).pipe(Command.withDescription(description))
 
 export const put = writeCommand(
   "put",
   "Store the JSON value read from stdin under <key>.",
-  (store, key, version, value, type) => store.put(key, version, value, { type }),
+  (store, key, version, value, options) => store.put(key, version, value, options),
 )
 
 export const patch = writeCommand(
   "patch",
   "Apply the JSON merge patch (RFC 7396, an object) read from stdin to <key>; a missing key is created.",
-  (store, key, version, value, type) => store.patch(key, version, value, { type }),
+  (store, key, version, value, options) => store.patch(key, version, value, options),
 )
 
 export const increment = Command.make(
@@ -71,10 +81,11 @@ export const increment = Command.make(
       Args.withDescription("What to add, any finite number (default 1)."),
       Args.withDefault(1),
     ),
+    ttl: ttlOption,
   },
-  ({ by, key }) =>
+  ({ by, key, ttl }) =>
     Effect.flatMap(
-      withStore((store) => store.increment(key, by)),
+      withStore((store) => store.increment(key, by, { ttl: Option.getOrUndefined(ttl) })),
       (record) => printJson(record.value),
     ),
 ).pipe(
@@ -316,6 +327,18 @@ const countRange = Command.make("range", { from, to }, ({ from, to }) =>
     printInteger,
   ),
 ).pipe(Command.withDescription("Count the records with from <= key < to."))
+
+export const expire = Command.make("expire", {}, () =>
+  Effect.flatMap(
+    withStore((store) => store.expire()),
+    printInteger,
+  ),
+).pipe(
+  Command.withDescription(
+    "Delete the expired records now (each with a delete record in the stream); print how many. " +
+      "Long-running commands (task run, consumer stream, watch, nats push) sweep by themselves.",
+  ),
+)
 
 export const count = Command.make("count", {}, () =>
   Effect.fail(new MissingCommandError({ path: "kv count", expected: ["all", "prefix", "range"] })),

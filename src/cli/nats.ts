@@ -107,7 +107,7 @@ const natsPush = Command.make(
       yield* Effect.provide(
         run,
         Layer.merge(
-          layerFor(type, connection),
+          layerFor(type, connection, "long-running"),
           NatsPusher.layerConnection({
             ...target,
             servers: [...target.servers],

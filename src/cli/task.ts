@@ -342,7 +342,7 @@ const runTasks = Command.make(
       }
       yield* TaskRunner.validate(runnerOptions)
       return yield* TaskRunner.run(runnerOptions).pipe(
-        Effect.provide(layerFor(type, connection)),
+        Effect.provide(layerFor(type, connection, "long-running")),
         Effect.tapError((error) =>
           isStoreError(error)
             ? Effect.logWarning("cannot reach the database; retrying").pipe(

@@ -33,7 +33,7 @@ const printWatch = (selector: Watch.Selector, since: Option.Option<number>) =>
       Stream.runForEachChunk((events) =>
         Stdout.write(Array.from(events, (event) => `${JSON.stringify(encodeEvent(event))}\n`).join("")),
       ),
-      Effect.provide(layerFor(type, connection)),
+      Effect.provide(layerFor(type, connection, "long-running")),
     ),
   )
 

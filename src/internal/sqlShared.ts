@@ -92,6 +92,8 @@ export interface RecordRow {
   readonly value: string
   readonly type: string
   readonly created: TimeValue
+  /** NULL: the record does not expire */
+  readonly expires_at: TimeValue | null
 }
 
 export interface StreamRow extends RecordRow {
@@ -99,13 +101,27 @@ export interface StreamRow extends RecordRow {
   readonly action: StreamAction
 }
 
-export const toRecord = (row: RecordRow): KvRecord => ({
-  key: row.key,
-  version: Number(row.version),
-  value: JSON.parse(row.value),
-  type: row.type,
-  created: toDate(row.created),
-})
+export const toRecord = (row: RecordRow): KvRecord =>
+  row.expires_at === null || row.expires_at === undefined
+    ? {
+        key: row.key,
+        version: Number(row.version),
+        value: JSON.parse(row.value),
+        type: row.type,
+        created: toDate(row.created),
+      }
+    : {
+        key: row.key,
+        version: Number(row.version),
+        value: JSON.parse(row.value),
+        type: row.type,
+        created: toDate(row.created),
+        expiresAt: toDate(row.expires_at),
+      }
+
+/** Whether a record is live (not expired) at `now`, in epoch milliseconds. */
+export const isLive = (record: KvRecord, now: number): boolean =>
+  record.expiresAt === undefined || record.expiresAt.getTime() > now
 
 export const toStreamRecord = (row: StreamRow): StreamRecord => ({
   seq: Number(row.seq),

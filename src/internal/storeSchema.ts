@@ -12,6 +12,8 @@
  *   (no interactive transactions) needs; every backend uses it the same way.
  * - `kv_delete_keys` (SQLite, from 0005_records_rowid): an always empty queue whose trigger
  *   deletes each key inserted into it, so that a multi-row delete runs in key order.
+ * - `kv_expire_keys` (SQLite, from 0009_expiry): the same for the expiry sweep, which deletes a
+ *   key only if it is still expired, and whose delete records keep the `expires_at`.
  */
 import type { Migration } from "./migrations.js"
 
@@ -330,6 +332,122 @@ const streamNumberOncePostgres: ReadonlyArray<string> = [
   END $$`,
 ]
 
+/** A record is live (not expired) at `now`: `expires_at` unset or later. */
+const liveAt = (record: string, now: string) =>
+  `(${record}.expires_at IS NULL OR ${record}.expires_at > ${now})`
+
+/**
+ * Expiry (SQLite, also rqlite): `expires_at` on records and stream records (epoch ms, NULL: never),
+ * a partial index of the records that expire, so that a sweep reads only those, and triggers that
+ * tell an expiry from a delete.
+ *
+ * An expired record is absent for every read and version check, before or after a sweep
+ * deleted it. A write that meets an expired row replaces it as a new record (version 1, its own
+ * `created`): the update trigger sees the version start again at 1 (no other update does that)
+ * and writes the expiry's `delete` record before the `create`, exactly what a sweep followed
+ * by the write would have appended. A sweep's deletes keep `expires_at` in their stream
+ * records; other deletes leave it out, so a reader can tell the two apart.
+ *
+ * `kv_expect` gains the `now` of the check, so that an expired key counts as absent.
+ */
+const expirySqlite: ReadonlyArray<string> = [
+  "ALTER TABLE kv_records ADD COLUMN expires_at INTEGER",
+  "ALTER TABLE kv_stream ADD COLUMN expires_at INTEGER",
+  "CREATE INDEX kv_records_expiry ON kv_records (expires_at) WHERE expires_at IS NOT NULL",
+  "CREATE TABLE kv_expire_keys (key TEXT NOT NULL, now INTEGER NOT NULL)",
+  `CREATE TRIGGER kv_expire_keys_delete AFTER INSERT ON kv_expire_keys BEGIN
+    DELETE FROM kv_records WHERE key = NEW.key AND expires_at <= NEW.now;
+    DELETE FROM kv_expire_keys WHERE rowid = NEW.rowid;
+  END`,
+  "DROP TRIGGER kv_records_created",
+  "DROP TRIGGER kv_records_updated",
+  "DROP TRIGGER kv_records_deleted",
+  `CREATE TRIGGER kv_records_created AFTER INSERT ON kv_records BEGIN
+    INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+    VALUES ('create', NEW.key, NEW.version, NEW.value, NEW.type, NEW.created, NEW.expires_at);
+  END`,
+  `CREATE TRIGGER kv_records_updated AFTER UPDATE ON kv_records BEGIN
+    INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+    SELECT 'delete', OLD.key, OLD.version, OLD.value, OLD.type, OLD.created, OLD.expires_at
+    WHERE NEW.version = 1;
+    INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+    VALUES (CASE WHEN NEW.version = 1 THEN 'create' ELSE 'update' END,
+      NEW.key, NEW.version, NEW.value, NEW.type, NEW.created, NEW.expires_at);
+  END`,
+  `CREATE TRIGGER kv_records_deleted AFTER DELETE ON kv_records BEGIN
+    INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+    VALUES ('delete', OLD.key, OLD.version, OLD.value, OLD.type, OLD.created,
+      CASE WHEN EXISTS (SELECT 1 FROM kv_expire_keys WHERE key = OLD.key) THEN OLD.expires_at END);
+  END`,
+  "DROP VIEW kv_expect",
+  "CREATE VIEW kv_expect (key, version, now) AS SELECT key, version, 0 FROM kv_records WHERE 0",
+  `CREATE TRIGGER kv_expect_check INSTEAD OF INSERT ON kv_expect BEGIN
+    SELECT RAISE(ABORT, '${versionMismatchMarker}')
+    WHERE CASE WHEN NEW.version = 0
+      THEN EXISTS (SELECT 1 FROM kv_records AS r WHERE r.key = NEW.key AND ${liveAt("r", "NEW.now")})
+      ELSE NOT EXISTS (SELECT 1 FROM kv_records AS r
+        WHERE r.key = NEW.key AND r.version = NEW.version AND ${liveAt("r", "NEW.now")})
+    END;
+  END`,
+]
+
+/**
+ * Expiry (PostgreSQL): as on SQLite. The sweep marks its transaction (`effect_kv.expiring`, a
+ * transaction-local setting) instead of going through a queue, and the update trigger also
+ * reads the old rows to write an expiry's `delete` record; records stay in key order, an
+ * expiry's `delete` before the key's `create`.
+ */
+const expiryPostgres: ReadonlyArray<string> = [
+  "ALTER TABLE kv_records ADD COLUMN expires_at timestamptz",
+  "ALTER TABLE kv_stream ADD COLUMN expires_at timestamptz",
+  "CREATE INDEX kv_records_expiry ON kv_records (expires_at) WHERE expires_at IS NOT NULL",
+  `CREATE OR REPLACE FUNCTION kv_stream_capture_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+      SELECT 'delete', key, version, value, type, created,
+        CASE WHEN current_setting('effect_kv.expiring', true) = 'on' THEN expires_at END
+      FROM old_rows ORDER BY key;
+    ELSIF TG_OP = 'INSERT' THEN
+      INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+      SELECT 'create', key, version, value, type, created, expires_at FROM new_rows ORDER BY key;
+    ELSIF EXISTS (SELECT 1 FROM new_rows WHERE version = 1) THEN
+      INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+      SELECT c.action, c.key, c.version, c.value, c.type, c.created, c.expires_at FROM (
+        SELECT 'delete' AS action, o.key, o.version, o.value, o.type, o.created, o.expires_at, 0 AS step
+          FROM old_rows AS o JOIN new_rows AS n ON n.key = o.key WHERE n.version = 1
+        UNION ALL
+        SELECT CASE WHEN version = 1 THEN 'create' ELSE 'update' END, key, version, value, type, created,
+          expires_at, 1 FROM new_rows
+      ) AS c ORDER BY c.key, c.step;
+    ELSE
+      INSERT INTO kv_stream (action, key, version, value, type, created, expires_at)
+      SELECT 'update', key, version, value, type, created, expires_at FROM new_rows ORDER BY key;
+    END IF;
+    RETURN NULL;
+  END $$`,
+  "DROP TRIGGER kv_records_stream_update ON kv_records",
+  `CREATE TRIGGER kv_records_stream_update AFTER UPDATE ON kv_records
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kv_stream_capture_rows()`,
+  "CREATE OR REPLACE VIEW kv_expect AS SELECT key, version, NULL::timestamptz AS now FROM kv_records WHERE false",
+  `CREATE OR REPLACE FUNCTION kv_expect_check() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NEW.version = 0 THEN
+      IF EXISTS (SELECT 1 FROM kv_records AS r WHERE r.key = NEW.key AND ${liveAt("r", "NEW.now")}) THEN
+        RAISE EXCEPTION '${versionMismatchMarker}';
+      END IF;
+    ELSE
+      PERFORM 1 FROM kv_records AS r
+        WHERE r.key = NEW.key AND r.version = NEW.version AND ${liveAt("r", "NEW.now")} FOR UPDATE;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION '${versionMismatchMarker}';
+      END IF;
+    END IF;
+    RETURN NULL;
+  END $$`,
+]
+
 export const storeMigrations: ReadonlyArray<Migration> = [
   { id: "0001_store", sqlite: storeSqlite, pg: storePostgres },
   { id: "0002_stream_key_order", sqlite: [], pg: streamKeyOrderPostgres },
@@ -337,4 +455,5 @@ export const storeMigrations: ReadonlyArray<Migration> = [
   // value is TOASTed out of line; no WITHOUT ROWID to undo.
   { id: "0005_records_rowid", sqlite: recordsRowidSqlite, pg: [] },
   { id: "0006_stream_number_once", sqlite: [], pg: streamNumberOncePostgres },
+  { id: "0009_expiry", sqlite: expirySqlite, pg: expiryPostgres },
 ]

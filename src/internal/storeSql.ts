@@ -51,6 +51,7 @@ import { makeTaskWrites } from "./schedulerSql.js"
 import {
   failuresOf,
   inList,
+  isLive,
   isPostgres,
   limitBinder,
   listBinder,
@@ -109,8 +110,11 @@ const inTransaction = (context: Context.Context<never>): boolean =>
 /** RqliteClient's TypeId (not imported: the SQLite and PostgreSQL bundles must not load that client). */
 const rqliteClientId = Symbol.for("effect-kv/RqliteClient")
 
-const isUniqueViolation = (error: SqlError, explain: Executor["explain"]): boolean =>
-  /UNIQUE constraint failed|duplicate key value/i.test(explain(error).detail)
+/** A batch's insert met a live key (see `createConflict`): it set the NOT NULL version to NULL. */
+const isLiveConflict = (error: SqlError, explain: Executor["explain"]): boolean =>
+  /NOT NULL constraint failed: kv_records\.version|null value in column "version" of relation "kv_records"/i.test(
+    explain(error).detail,
+  )
 
 /** What a statement of a `mutateAll` batch is for, to explain its failure and count its rows. */
 type BatchStep =
@@ -135,6 +139,8 @@ interface KeyedWrite {
   readonly value: Arg.Json | Arg.MergePatch
   /** a patch without a type keeps the record's (NULL) */
   readonly type: string | null
+  /** when it expires, epoch ms; NULL: a put clears the expiry, a patch keeps it */
+  readonly expiresAt: number | null
 }
 
 /**
@@ -225,13 +231,28 @@ const decodePut = Arg.args({
   version: Arg.Version,
   value: Arg.Value,
   type: Arg.optional(Arg.RecordType),
+  ttl: Arg.optional(Arg.Ttl),
 })
 const decodePatch = Arg.args({
   key: Arg.Key,
   version: Arg.Version,
   patch: Arg.MergePatch,
   type: Arg.optional(Arg.RecordType),
+  ttl: Arg.optional(Arg.Ttl),
 })
+/** When a record written at `now` with `ttl` expires (epoch ms); `null` without a ttl. */
+const expiryOf = (
+  now: number,
+  ttl: Arg.Millis | undefined,
+): Effect.Effect<number | null, InvalidArgumentError> => {
+  if (ttl === undefined) return Effect.succeed(null)
+  const expiresAt = now + ttl
+  return Arg.isStorable(expiresAt)
+    ? Effect.succeed(expiresAt)
+    : Effect.fail(
+        new InvalidArgumentError({ message: "invalid ttl: the record would expire after the year 9999" }),
+      )
+}
 const decodePrefix = Arg.decoder(Arg.Prefix)
 const decodeRange = Arg.args({ from: Arg.From, to: Arg.To })
 const decodeType = Arg.decoder(Arg.RecordType)
@@ -254,6 +275,7 @@ const decodeIncrement = Arg.args({
       ? undefined
       : `the increment must be a finite number, got ${typeof n === "string" ? JSON.stringify(n) : String(n)}`,
   ),
+  ttl: Arg.optional(Arg.Ttl),
 })
 const notANumber = (key: string) =>
   new InvalidArgumentError({ message: `cannot increment "${key}": its value is not a number` })
@@ -273,6 +295,8 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
     /** SQLite keeps epoch milliseconds, PostgreSQL timestamptz. */
     const time = timeBinder(sql)
+    /** An expiry as bound (NULL: none). */
+    const expiryTime = (expiresAt: number | null) => (expiresAt === null ? null : time(expiresAt))
     const limit = limitBinder(sql)
     const list = listBinder(sql)
     const keyIn = inList(sql)
@@ -288,19 +312,26 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     // --- reading rows --------------------------------------------------------------------
 
     const records = (rows: ReadonlyArray<RecordRow>) => parseRows("kv_records", rows, toRecord)
-    const firstRecord = (rows: ReadonlyArray<RecordRow>) =>
-      rows.length === 0
-        ? Effect.succeedNone
-        : Effect.map(records(rows.slice(0, 1)), (r) => Option.some(r[0]!))
     const countOf = (rows: ReadonlyArray<{ n: number | string }>) => Number(rows[0]?.n ?? 0)
 
     // --- statements ---------------------------------------------------------------------
 
     // Identifiers are quoted: rqlite parses statements to find `RETURNING`, and its parser
     // gives up on an unquoted `key` (or a subquery), silently dropping the returned rows.
-    const columns = sql.literal(`"key", "version", "value", "type", "created"`)
-    const returning = sql.literal(`RETURNING "key", "version", "value", "type", "created"`)
+    const columns = sql.literal(`"key", "version", "value", "type", "created", "expires_at"`)
+    const returning = sql.literal(`RETURNING "key", "version", "value", "type", "created", "expires_at"`)
     const noReturning = sql.literal("")
+
+    // Expiry: a record is live while `expires_at` is unset or after `now` (the caller's Clock,
+    // bound); an expired record is absent for every read, count, delete and version check.
+    // Reads by key filter in the process (`isLive`), so that coalesced reads of callers with
+    // different clocks can share a statement; everything else filters in SQL.
+    const liveAt = (now: unknown, table?: string) => {
+      const column = table === undefined ? sql`"expires_at"` : sql`${sql.literal(table)}."expires_at"`
+      return sql`(${column} IS NULL OR ${column} > ${now})`
+    }
+    /** NOT live, for a row that exists: NULL `expires_at` compares as not expired. */
+    const expiredAt = (now: unknown, table: string) => sql`${sql.literal(table)}."expires_at" <= ${now}`
 
     const selectKey = compiled<{ key: Arg.Key }, RecordRow>(
       ({ key }) => sql`SELECT ${columns} FROM kv_records WHERE "key" = ${key}`,
@@ -308,8 +339,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const selectKeys = compiled<{ keys: unknown }, RecordRow>(
       ({ keys }) => sql`SELECT ${columns} FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
     )
-    const selectExisting = compiled<{ keys: unknown }, { key: string }>(
-      ({ keys }) => sql`SELECT "key" FROM kv_records WHERE ${keyIn(sql`"key"`, keys)}`,
+    const selectExisting = compiled<{ keys: unknown; now: number | Date }, { key: string }>(
+      ({ keys, now }) =>
+        sql`SELECT "key" FROM kv_records WHERE ${keyIn(sql`"key"`, keys)} AND ${liveAt(now)}`,
     )
 
     /** The rows of these (distinct) keys: one `=` for one key, else one bound list. */
@@ -345,10 +377,14 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     /**
      * Reads of key ranges (`getPrefix`, `getRange`, without a type) of different fibers share
      * round trips on PostgreSQL like reads by key: one query for every range waiting, each
-     * with its page (`LATERAL`), its rows tagged with the range's request.
+     * with its page (`LATERAL`) and its caller's time, its rows tagged with the range's request.
      */
     const readRange = (():
-      | ((range: ByRange, page: CheckedPage) => Effect.Effect<ReadonlyArray<RecordRow>, SqlError>)
+      | ((
+          range: ByRange,
+          page: CheckedPage,
+          now: number,
+        ) => Effect.Effect<ReadonlyArray<RecordRow>, SqlError>)
       | undefined => {
       if (!isPg) return undefined
       interface Requests {
@@ -357,22 +393,25 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         readonly tos: ReadonlyArray<string>
         readonly limits: ReadonlyArray<number | null>
         readonly offsets: ReadonlyArray<number>
+        /** RFC 3339 */
+        readonly nows: ReadonlyArray<string>
       }
-      type Request = readonly [from: string, to: string, limit: number | null, offset: number]
+      type Request = readonly [from: string, to: string, limit: number | null, offset: number, now: number]
       const selectRanges = compiled<Requests, RecordRow & { readonly request: string }>(
         (
           p,
         ) => sql`SELECT q."request", r.* FROM unnest(${p.requests}::text[], ${p.froms}::text[], ${p.tos}::text[],
-            ${p.limits}::bigint[], ${p.offsets}::bigint[]) WITH ORDINALITY AS q("request", "from", "to", "limit", "offset", "n")
+            ${p.limits}::bigint[], ${p.offsets}::bigint[], ${p.nows}::timestamptz[])
+            WITH ORDINALITY AS q("request", "from", "to", "limit", "offset", "now", "n")
           CROSS JOIN LATERAL (SELECT ${columns} FROM kv_records WHERE "key" >= q."from" AND "key" < q."to"
-            ORDER BY "key" LIMIT q."limit" OFFSET q."offset") AS r
+            AND ${liveAt(sql`q."now"`)} ORDER BY "key" LIMIT q."limit" OFFSET q."offset") AS r
           ORDER BY q."n", r."key"`,
       )
       const fetch = (requests: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<RecordRow>, SqlError> => {
         const parsed = requests.map((request) => JSON.parse(request) as Request)
         if (parsed.length === 1) {
-          const [from, to, limit, offset] = parsed[0]!
-          return selects.range.rows({ from, to, limit, offset })
+          const [from, to, limit, offset, now] = parsed[0]!
+          return selects.range.rows({ from, to, limit, offset, now: time(now) })
         }
         return selectRanges.rows({
           requests,
@@ -380,6 +419,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           tos: parsed.map((r) => r[1]),
           limits: parsed.map((r) => r[2]),
           offsets: parsed.map((r) => r[3]),
+          nows: parsed.map((r) => new Date(r[4]).toISOString()),
         })
       }
       const shared = ReadCoalescer.make({
@@ -388,9 +428,9 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         maxInFlight: 2,
         maxKeys: 100,
       })
-      return (range, page) =>
+      return (range, page, now) =>
         Effect.contextWithEffect((context: Context.Context<never>) => {
-          const request = JSON.stringify([range.from, range.to, limit(page.limit), page.offset])
+          const request = JSON.stringify([range.from, range.to, limit(page.limit), page.offset, now])
           return inTransaction(context) ? fetch([request]) : shared([request])
         })
     })()
@@ -411,15 +451,20 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       readonly limit: number | null
       readonly offset: number
     }
+    /** The time the expiry of records is judged at. */
+    interface At {
+      readonly now: number | Date
+    }
     const inRange = (p: { from: unknown; to: unknown }) => sql`"key" >= ${p.from} AND "key" < ${p.to}`
     const fromOn = (p: { from: unknown }) => sql`"key" >= ${p.from}`
     const ofType = (p: { type: unknown }) => sql`"type" = ${p.type}`
     const everything = () => sql`1 = 1`
 
-    const selectWhere = <P extends object>(where: (p: Statements.Placeholders<P & Paged>) => Fragment) =>
-      compiled<P & Paged, RecordRow>(
+    const selectWhere = <P extends object>(where: (p: Statements.Placeholders<P & Paged & At>) => Fragment) =>
+      compiled<P & Paged & At, RecordRow>(
         (p) =>
-          sql`SELECT ${columns} FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset}`,
+          sql`SELECT ${columns} FROM kv_records WHERE ${where(p)} AND ${liveAt(p.now)}
+            ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset}`,
       )
     const selects = {
       range: selectWhere<ByRange>(inRange),
@@ -430,8 +475,10 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       all: selectWhere<object>(everything),
     }
 
-    const countWhere = <P extends object>(where: (p: Statements.Placeholders<P>) => Fragment) =>
-      compiled<P, { n: number | string }>((p) => sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${where(p)}`)
+    const countWhere = <P extends object>(where: (p: Statements.Placeholders<P & At>) => Fragment) =>
+      compiled<P & At, { n: number | string }>(
+        (p) => sql`SELECT COUNT(*) AS n FROM kv_records WHERE ${where(p)} AND ${liveAt(p.now)}`,
+      )
     const counts = {
       range: countWhere<ByRange>(inRange),
       from: countWhere<ByFrom>(fromOn),
@@ -442,25 +489,27 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
      * Deletes the keys matching a condition, all of them or a page of them in key order, so that
      * their stream records are in key order: PostgreSQL's trigger sorts them; SQLite deletes
      * them one by one in the order they are queued (`kv_delete_keys`, see storeSchema.ts).
-     * Counted by rows changed.
+     * Counted by rows changed. Expired records are left to the sweep (see `expire`).
      */
-    const deleteWhere = <P extends object>(where: (p: Statements.Placeholders<P>) => Fragment) =>
+    const deleteWhere = <P extends object>(where: (p: Statements.Placeholders<P & At>) => Fragment) =>
       isPg
         ? {
-            all: compiled<P>((p) => sql`DELETE FROM kv_records WHERE ${where(p)}`),
-            page: compiled<P & Paged>(
+            all: compiled<P & At>((p) => sql`DELETE FROM kv_records WHERE ${where(p)} AND ${liveAt(p.now)}`),
+            page: compiled<P & Paged & At>(
               (p) => sql`DELETE FROM kv_records WHERE "key" IN (
-                SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset})`,
+                SELECT "key" FROM kv_records WHERE ${where(p)} AND ${liveAt(p.now)}
+                ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset}) AND ${liveAt(p.now)}`,
             ),
           }
         : {
-            all: compiled<P>(
-              (p) =>
-                sql`INSERT INTO kv_delete_keys ("key") SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key"`,
-            ),
-            page: compiled<P & Paged>(
+            all: compiled<P & At>(
               (p) => sql`INSERT INTO kv_delete_keys ("key")
-                SELECT "key" FROM kv_records WHERE ${where(p)} ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset}`,
+                SELECT "key" FROM kv_records WHERE ${where(p)} AND ${liveAt(p.now)} ORDER BY "key"`,
+            ),
+            page: compiled<P & Paged & At>(
+              (p) => sql`INSERT INTO kv_delete_keys ("key")
+                SELECT "key" FROM kv_records WHERE ${where(p)} AND ${liveAt(p.now)}
+                ORDER BY "key" LIMIT ${p.limit} OFFSET ${p.offset}`,
             ),
           }
     const deletes = {
@@ -471,15 +520,48 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const deleteKey = deleteWhere<{ key: Arg.Key }>(({ key }) => sql`"key" = ${key}`).all
     const deleteKeys = deleteWhere<{ keys: unknown }>(({ keys }) => keyIn(sql`"key"`, keys)).all
 
+    /**
+     * The expiry sweep's step: deletes up to `limit` records expired at `now`, in key order, each
+     * only if it is still expired when deleted (a concurrent sweep or write may have got there
+     * first), so that records are deleted and counted once whoever sweeps. Its delete records
+     * keep `expires_at` (see 0009_expiry): on SQLite through the `kv_expire_keys` queue, on
+     * PostgreSQL by marking the transaction first.
+     */
+    const sweepStep = ((): ((
+      p: At & { limit: number },
+    ) => Effect.Effect<number, SqlError | AtomicStatementError>) => {
+      if (!isPg) {
+        return compiled<At & { limit: number }>(
+          ({ limit, now }) => sql`INSERT INTO kv_expire_keys ("key", "now")
+            SELECT "key", ${now} FROM kv_records WHERE "expires_at" <= ${now} ORDER BY "key" LIMIT ${limit}`,
+        ).affected
+      }
+      const mark = compiled<object>(() => sql`SELECT set_config('effect_kv.expiring', 'on', true)`)
+      // the outer condition again: a row a concurrent sweep or write changed meanwhile is checked anew
+      const deleteExpired = compiled<At & { limit: number }>(
+        ({ limit, now }) => sql`DELETE FROM kv_records WHERE "key" IN (
+          SELECT "key" FROM kv_records WHERE "expires_at" <= ${now} ORDER BY "key" LIMIT ${limit})
+          AND "expires_at" <= ${now}`,
+      )
+      return (p) =>
+        Effect.map(executor.atomic([mark({}), deleteExpired(p)]), (results) => results[1]!.affected)
+    })()
+    /** Whether any record is expired at `now`: a read, so that a sweep with nothing to do writes nothing. */
+    const anyExpired = compiled<At, { found: unknown }>(
+      ({ now }) => sql`SELECT 1 AS "found" FROM kv_records WHERE "expires_at" <= ${now} LIMIT 1`,
+    )
+    /** Records one sweep step deletes at most (one statement, one transaction). */
+    const sweepLimit = 1000
+
     /** The page as bound. */
     const paged = (page: CheckedPage): Paged => ({ limit: limit(page.limit), offset: page.offset })
 
-    /** The read of a key range (of one type, when given). */
-    const selectRange = (range: KeyRange, page: CheckedPage, type: string | undefined) => {
+    /** The read of a key range (of one type, when given), of the records live at `now`. */
+    const selectRange = (range: KeyRange, page: CheckedPage, type: string | undefined, now: number) => {
       if (readRange !== undefined && type === undefined && range.to !== undefined) {
-        return readRange({ from: range.from, to: range.to }, page)
+        return readRange({ from: range.from, to: range.to }, page, now)
       }
-      const bounds = { ...paged(page), from: range.from }
+      const bounds = { ...paged(page), from: range.from, now: time(now) }
       if (range.to === undefined) {
         return type === undefined ? selects.from.rows(bounds) : selects.fromOfType.rows({ ...bounds, type })
       }
@@ -489,71 +571,105 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         : selects.rangeOfType.rows({ ...bounds, to, type })
     }
 
-    /** The delete of a key range (`undefined`: every key), all or a page. */
-    const deleteRange = (range: KeyRange | undefined, page: CheckedPage): Statement<never> => {
+    /** The delete of a key range (`undefined`: every key), all or a page, of the records live at `now`. */
+    const deleteRange = (
+      range: KeyRange | undefined,
+      page: CheckedPage,
+      at: number | Date,
+    ): Statement<never> => {
       const whole = page.offset === 0 && page.limit < 0
-      if (range === undefined) return whole ? deletes.all.all({}) : deletes.all.page(paged(page))
+      const now = { now: at }
+      if (range === undefined)
+        return whole ? deletes.all.all(now) : deletes.all.page({ ...paged(page), ...now })
       if (range.to === undefined) {
         return whole
-          ? deletes.from.all({ from: range.from })
-          : deletes.from.page({ ...paged(page), from: range.from })
+          ? deletes.from.all({ from: range.from, ...now })
+          : deletes.from.page({ ...paged(page), from: range.from, ...now })
       }
-      const bounds = { from: range.from, to: range.to }
+      const bounds = { from: range.from, to: range.to, ...now }
       return whole ? deletes.range.all(bounds) : deletes.range.page({ ...paged(page), ...bounds })
     }
 
     // The writes of `put` and `patch`, by version: -1 upserts, 0 inserts, n > 0 updates
     // version n. A single write returns the record (none: the version check left the row
-    // alone); in a batch an existing key fails an insert (the batch's guard explains it).
+    // alone); in a batch a live key fails an insert (the batch's guard explains it).
+    //
+    // An expired row counts as absent: an upsert or insert that meets one replaces it with a new
+    // record (version 1, its own `created`; the stream trigger writes the expiry's `delete` first,
+    // see 0009_expiry), and an update of a version does not find it. A write's `created` is
+    // also the `now` its expiry checks are made at.
     interface Write {
       readonly key: Arg.Key
       readonly value: Arg.Json | Arg.MergePatch
       readonly type: string | null
-    }
-    interface New extends Write {
+      /** when the record expires; NULL: a put clears the expiry, a patch keeps it */
+      readonly expires: number | Date | null
       readonly created: number | Date
     }
     interface Replace extends Write {
       readonly version: Arg.Version
     }
-    const insert = (p: Statements.Placeholders<New>, value: unknown, type: unknown) =>
-      sql`INSERT INTO kv_records ("key", "version", "value", "type", "created") VALUES (${p.key}, 1, ${value}, ${type}, ${p.created})`
+    const insert = (p: Statements.Placeholders<Write>, value: unknown, type: unknown) =>
+      sql`INSERT INTO kv_records ("key", "version", "value", "type", "created", "expires_at")
+        VALUES (${p.key}, 1, ${value}, ${type}, ${p.created}, ${p.expires})`
+    /** `then` where the conflicting row is live at `now`, else (it expired) `otherwise`. */
+    const ifLive = (now: unknown, then: Fragment, otherwise: Fragment) =>
+      sql`CASE WHEN ${liveAt(now, "kv_records")} THEN ${then} ELSE ${otherwise} END`
+    /** An upsert's columns: the record's own where it is live, a new record's where it expired. */
+    const upsertSet = (now: unknown, value: Fragment, type: Fragment, expires: Fragment) =>
+      sql`"version" = ${ifLive(now, sql`kv_records."version" + 1`, sql`1`)},
+        "value" = ${ifLive(now, value, sql`excluded."value"`)},
+        "type" = ${ifLive(now, type, sql`excluded."type"`)},
+        "created" = ${ifLive(now, sql`kv_records."created"`, sql`excluded."created"`)},
+        "expires_at" = ${ifLive(now, expires, sql`excluded."expires_at"`)}`
+    /**
+     * An insert's answer to an existing row: replace it if it expired. A single write returns
+     * nothing for a live row (a mismatch); in a batch a live row fails the NOT NULL version
+     * (after the guard passed: a concurrent writer on PostgreSQL), and so the batch.
+     */
+    const createConflict = (now: unknown, tail: Fragment) =>
+      tail === noReturning
+        ? sql`ON CONFLICT ("key") DO UPDATE SET "version" = CASE WHEN ${liveAt(now, "kv_records")} THEN NULL ELSE 1 END,
+            "value" = excluded."value", "type" = excluded."type", "created" = excluded."created",
+            "expires_at" = excluded."expires_at"`
+        : sql`ON CONFLICT ("key") DO UPDATE SET "version" = 1, "value" = excluded."value", "type" = excluded."type",
+            "created" = excluded."created", "expires_at" = excluded."expires_at"
+            WHERE ${expiredAt(now, "kv_records")} ${tail}`
     const putWrites = (tail: Fragment) => ({
-      upsert: compiled<New, RecordRow>(
+      upsert: compiled<Write, RecordRow>(
         (p) => sql`${insert(p, p.value, p.type)} ON CONFLICT ("key") DO UPDATE SET
-          "version" = kv_records."version" + 1, "value" = excluded."value", "type" = excluded."type" ${tail}`,
+          ${upsertSet(p.created, sql`excluded."value"`, sql`excluded."type"`, sql`excluded."expires_at"`)} ${tail}`,
       ),
-      // in a batch, an existing key fails it (the guard before says why)
-      create: compiled<New, RecordRow>((p) =>
-        tail === noReturning
-          ? sql<RecordRow>`${insert(p, p.value, p.type)}`
-          : sql<RecordRow>`${insert(p, p.value, p.type)} ON CONFLICT ("key") DO NOTHING ${tail}`,
+      create: compiled<Write, RecordRow>(
+        (p) => sql`${insert(p, p.value, p.type)} ${createConflict(p.created, tail)}`,
       ),
       update: compiled<Replace, RecordRow>(
-        (p) => sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${p.value}, "type" = ${p.type}
-          WHERE "key" = ${p.key} AND "version" = ${p.version} ${tail}`,
+        (p) => sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${p.value}, "type" = ${p.type},
+          "expires_at" = ${p.expires}
+          WHERE "key" = ${p.key} AND "version" = ${p.version} AND ${liveAt(p.created)} ${tail}`,
       ),
     })
     // a patch keeps the record's type unless one is given (`type` NULL); a new key is an object
     const patchWrites = (tail: Fragment) => {
-      const created = (p: Statements.Placeholders<New>) =>
+      const created = (p: Statements.Placeholders<Write>) =>
         insert(p, mergePatch(sql`'{}'`, p.value), sql`COALESCE(${p.type}, 'object')`)
       return {
-        upsert: compiled<New, RecordRow>(
-          (p) => sql`${created(p)} ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
-            "value" = ${mergePatch(sql`kv_records."value"`, p.value)},
-            "type" = COALESCE(${p.type}, kv_records."type") ${tail}`,
+        upsert: compiled<Write, RecordRow>(
+          (p) =>
+            sql`${created(p)} ON CONFLICT ("key") DO UPDATE SET ${upsertSet(
+              p.created,
+              mergePatch(sql`kv_records."value"`, p.value),
+              sql`COALESCE(${p.type}, kv_records."type")`,
+              sql`COALESCE(excluded."expires_at", kv_records."expires_at")`,
+            )} ${tail}`,
         ),
-        create: compiled<New, RecordRow>((p) =>
-          tail === noReturning
-            ? sql<RecordRow>`${created(p)}`
-            : sql<RecordRow>`${created(p)} ON CONFLICT ("key") DO NOTHING ${tail}`,
-        ),
+        create: compiled<Write, RecordRow>((p) => sql`${created(p)} ${createConflict(p.created, tail)}`),
         update: compiled<Replace, RecordRow>(
           (
             p,
           ) => sql`UPDATE kv_records SET "version" = "version" + 1, "value" = ${mergePatch(sql`"value"`, p.value)},
-            "type" = COALESCE(${p.type}, "type") WHERE "key" = ${p.key} AND "version" = ${p.version} ${tail}`,
+            "type" = COALESCE(${p.type}, "type"), "expires_at" = COALESCE(${p.expires}, "expires_at")
+            WHERE "key" = ${p.key} AND "version" = ${p.version} AND ${liveAt(p.created)} ${tail}`,
         ),
       }
     }
@@ -565,11 +681,11 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     /**
      * A run of puts or patches (see `continuesRun`) as ONE statement over arrays, on PostgreSQL:
      * a round trip per mutation is most of the time of a big batch there. The write is a
-     * data-modifying CTE whose version check is the write itself (an insert that found the key,
-     * an update that found another version, even after waiting for a concurrent writer, leave
-     * their row out of `RETURNING`); the outer query then fails the statement, and so the batch,
-     * naming the first such row. `undefined` on SQLite (and rqlite), whose batches have no round
-     * trip per statement.
+     * data-modifying CTE whose version check is the write itself (an insert that found a live
+     * key, an update that found another version or an expired record, even after waiting for a
+     * concurrent writer, leave their row out of `RETURNING`); the outer query then fails the
+     * statement, and so the batch, naming the first such row. `undefined` on SQLite (and
+     * rqlite), whose batches have no round trip per statement.
      */
     const setWrites = (():
       | ((run: ReadonlyArray<KeyedWrite>, created: number | Date, kind: SetKind) => Statement<unknown>)
@@ -580,11 +696,13 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         readonly versions: ReadonlyArray<number>
         readonly values: ReadonlyArray<string>
         readonly types: ReadonlyArray<string | null>
+        /** RFC 3339, or null */
+        readonly expires: ReadonlyArray<string | null>
         readonly created: number | Date
       }
       const input = (p: Statements.Placeholders<SetParams>) =>
-        sql`SELECT * FROM unnest(${p.keys}::text[], ${p.versions}::bigint[], ${p.values}::text[], ${p.types}::text[])
-          WITH ORDINALITY AS u("key", "version", "value", "type", "row")`
+        sql`SELECT * FROM unnest(${p.keys}::text[], ${p.versions}::bigint[], ${p.values}::text[], ${p.types}::text[],
+          ${p.expires}::timestamptz[]) WITH ORDINALITY AS u("key", "version", "value", "type", "expires_at", "row")`
       const failFirstMissing = (
         marker: string,
       ) => sql`SELECT CAST(${marker} || min(i."row") AS integer) AS "row"
@@ -592,33 +710,41 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       const create = (value: Fragment, type: Fragment, marker = setMismatchMarker) =>
         compiled<SetParams>(
           (p) => sql`WITH input AS (${input(p)}),
-            written AS (INSERT INTO kv_records ("key", "version", "value", "type", "created")
-              SELECT i."key", 1, ${value}, ${type}, ${p.created}::timestamptz FROM input AS i ORDER BY i."row"
-              ON CONFLICT ("key") DO NOTHING RETURNING "key")
+            written AS (INSERT INTO kv_records ("key", "version", "value", "type", "created", "expires_at")
+              SELECT i."key", 1, ${value}, ${type}, ${p.created}::timestamptz, i."expires_at"
+              FROM input AS i ORDER BY i."row"
+              ON CONFLICT ("key") DO UPDATE SET "version" = 1, "value" = excluded."value", "type" = excluded."type",
+                "created" = excluded."created", "expires_at" = excluded."expires_at"
+              WHERE ${expiredAt(sql`${p.created}::timestamptz`, "kv_records")}
+              RETURNING "key")
             ${failFirstMissing(marker)}`,
         )
       // `checked`: the version too; else (a run of unconditional writes of existing keys) any version
-      const update = (value: Fragment, type: Fragment, checked = true) =>
+      const update = (value: Fragment, type: Fragment, expires: Fragment, checked = true) =>
         compiled<SetParams>(
           (p) => sql`WITH input AS (${input(p)}),
-            written AS (UPDATE kv_records AS r SET "version" = r."version" + 1, "value" = ${value}, "type" = ${type}
+            written AS (UPDATE kv_records AS r SET "version" = r."version" + 1, "value" = ${value}, "type" = ${type},
+                "expires_at" = ${expires}
               FROM input AS i WHERE r."key" = i."key" ${checked ? sql`AND r."version" = i."version"` : sql``}
+                AND ${liveAt(sql`${p.created}::timestamptz`, "r")}
               RETURNING r."key")
             ${failFirstMissing(checked ? setMismatchMarker : setReplanMarker)}`,
         )
       const writesOf = (
         value: { create: Fragment; update: Fragment },
         type: { create: Fragment; update: Fragment },
+        expires: Fragment,
       ) => ({
         create: create(value.create, type.create),
-        update: update(value.update, type.update),
+        update: update(value.update, type.update, expires),
         new: create(value.create, type.create, setReplanMarker),
-        existing: update(value.update, type.update, false),
+        existing: update(value.update, type.update, expires, false),
       })
       const statements = {
         put: writesOf(
           { create: sql`i."value"`, update: sql`i."value"` },
           { create: sql`i."type"`, update: sql`i."type"` },
+          sql`i."expires_at"`,
         ),
         patch: writesOf(
           {
@@ -626,6 +752,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             update: mergePatch(sql`r."value"`, sql`i."value"`),
           },
           { create: sql`COALESCE(i."type", 'object')`, update: sql`COALESCE(i."type", r."type")` },
+          sql`COALESCE(i."expires_at", r."expires_at")`,
         ),
       }
       return (run, created, kind) => {
@@ -635,25 +762,29 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           versions: run.map((w) => w.version),
           values: run.map((w) => w.value),
           types: run.map((w) => w.type),
+          expires: run.map((w) => (w.expiresAt === null ? null : new Date(w.expiresAt).toISOString())),
           created,
         }
         return statements[first.op][kind](params)
       }
     })()
 
-    const expectVersion = compiled<{ key: Arg.Key; version: Arg.Version }>(
-      ({ key, version }) => sql`INSERT INTO kv_expect ("key", "version") VALUES (${key}, ${version})`,
+    const expectVersion = compiled<{ key: Arg.Key; version: Arg.Version; now: number | Date }>(
+      ({ key, now, version }) =>
+        sql`INSERT INTO kv_expect ("key", "version", "now") VALUES (${key}, ${version}, ${now})`,
     )
 
     // Increments add in SQL, so concurrent ones never lose an update. `by` is bound as JSON
     // text (the same on every driver). Like SQLite, PostgreSQL adds integers exactly and anything
     // with a fraction or an exponent as doubles, so that every backend reads back the number
-    // JavaScript's `+` would give.
+    // JavaScript's `+` would give. An expired record counts from 0, like a missing one.
     interface Increment {
       readonly key: Arg.Key
       /** the increment as JSON text */
       readonly by: string
       readonly created: number | Date
+      /** NULL: the record's expiry stays */
+      readonly expires: number | Date | null
     }
     const isNumber = (value: Fragment) =>
       isPg ? sql`json_typeof(${value}::json) = 'number'` : sql`json_type(${value}) IN ('integer', 'real')`
@@ -671,20 +802,24 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           )
     const incrementWrite = (tail: Fragment) =>
       compiled<Increment, RecordRow>(
-        (p) => sql`INSERT INTO kv_records ("key", "version", "value", "type", "created")
-          VALUES (${p.key}, 1, ${p.by}, 'number', ${p.created})
-          ON CONFLICT ("key") DO UPDATE SET "version" = kv_records."version" + 1,
-            "value" = ${sum(sql`kv_records."value"`, p.by)}
-          WHERE ${isNumber(sql`kv_records."value"`)} ${tail}`,
+        (p) => sql`INSERT INTO kv_records ("key", "version", "value", "type", "created", "expires_at")
+          VALUES (${p.key}, 1, ${p.by}, 'number', ${p.created}, ${p.expires})
+          ON CONFLICT ("key") DO UPDATE SET ${upsertSet(
+            p.created,
+            sum(sql`kv_records."value"`, p.by),
+            sql`kv_records."type"`,
+            sql`COALESCE(excluded."expires_at", kv_records."expires_at")`,
+          )}
+          WHERE ${expiredAt(p.created, "kv_records")} OR ${isNumber(sql`kv_records."value"`)} ${tail}`,
       )
     const increments = { single: incrementWrite(returning), batch: incrementWrite(noReturning) }
     /**
      * An increment's check in a batch: fails the batch (through `kv_expect`, with a version no
-     * key has) when the key holds a value that is not a number.
+     * key has) when the key holds a live value that is not a number.
      */
-    const expectNumber = compiled<{ key: Arg.Key }>(
-      ({ key }) => sql`INSERT INTO kv_expect ("key", "version")
-        SELECT "key", -1 FROM kv_records WHERE "key" = ${key} AND NOT (${isNumber(sql`"value"`)})`,
+    const expectNumber = compiled<{ key: Arg.Key; now: number | Date }>(
+      ({ key, now }) => sql`INSERT INTO kv_expect ("key", "version")
+        SELECT "key", -1 FROM kv_records WHERE "key" = ${key} AND ${liveAt(now)} AND NOT (${isNumber(sql`"value"`)})`,
     )
 
     // one statement per filter combination, so none of them tests a filter it does not have
@@ -780,9 +915,11 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
           readonly touches: { readonly key: Arg.Key; readonly exists: boolean } | "range" | undefined
         }
 
+    /** `now`: the batch's time, epoch ms; `created` the same as bound. */
     const decodeMutation = (
       mutation: Mutation,
       index: number,
+      now: number,
       created: number | Date,
     ): Effect.Effect<Decoded, InvalidArgumentError> => {
       const deleting =
@@ -794,22 +931,42 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         })
       return Mutation.$match(mutation, {
         Put: (m) =>
-          Effect.map(
-            decodePut(m),
-            ({ key, type, value, version }): Decoded => ({
-              _tag: "write",
-              write: { op: "put", mutation: index, key, version, value, type: type ?? typeOf(m.value) },
-            }),
+          Effect.flatMap(decodePut(m), ({ key, ttl, type, value, version }) =>
+            Effect.map(
+              expiryOf(now, ttl),
+              (expiresAt): Decoded => ({
+                _tag: "write",
+                write: {
+                  op: "put",
+                  mutation: index,
+                  key,
+                  version,
+                  value,
+                  type: type ?? typeOf(m.value),
+                  expiresAt,
+                },
+              }),
+            ),
           ),
         Patch: (m) =>
-          Effect.map(
-            decodePatch(m),
-            ({ key, patch, type, version }): Decoded => ({
-              _tag: "write",
-              write: { op: "patch", mutation: index, key, version, value: patch, type: type ?? null },
-            }),
+          Effect.flatMap(decodePatch(m), ({ key, patch, ttl, type, version }) =>
+            Effect.map(
+              expiryOf(now, ttl),
+              (expiresAt): Decoded => ({
+                _tag: "write",
+                write: {
+                  op: "patch",
+                  mutation: index,
+                  key,
+                  version,
+                  value: patch,
+                  type: type ?? null,
+                  expiresAt,
+                },
+              }),
+            ),
           ),
-        Delete: (m) => Effect.map(decodeKey(m.key), (key) => deleting(key)(deleteKey({ key }))),
+        Delete: (m) => Effect.map(decodeKey(m.key), (key) => deleting(key)(deleteKey({ key, now: created }))),
         Check: (m) =>
           Effect.map(
             decodeCheck(m),
@@ -817,7 +974,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
               _tag: "statements",
               planned: [
                 [
-                  expectVersion({ key, version: version as number as Arg.Version }),
+                  expectVersion({ key, version: version as number as Arg.Version, now: created }),
                   { kind: "guard", key, version },
                 ],
               ],
@@ -825,24 +982,32 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             }),
           ),
         Increment: (m) =>
-          Effect.map(
-            decodeIncrement(m),
-            ({ by, key }): Decoded => ({
-              _tag: "statements",
-              planned: [
-                [expectNumber({ key }), { kind: "number", key }],
-                [
-                  increments.batch({ key, by: JSON.stringify(by), created }),
-                  { kind: "write", mutation: index },
+          Effect.flatMap(decodeIncrement(m), ({ by, key, ttl }) =>
+            Effect.map(
+              expiryOf(now, ttl),
+              (expiresAt): Decoded => ({
+                _tag: "statements",
+                planned: [
+                  [expectNumber({ key, now: created }), { kind: "number", key }],
+                  [
+                    increments.batch({
+                      key,
+                      by: JSON.stringify(by),
+                      created,
+                      expires: expiryTime(expiresAt),
+                    }),
+                    { kind: "write", mutation: index },
+                  ],
                 ],
-              ],
-              touches: { key, exists: true },
-            }),
+                touches: { key, exists: true },
+              }),
+            ),
           ),
         // the batch's tasks are written together after its key writes (see `mutateAll`)
         Task: () => Effect.succeed<Decoded>({ _tag: "statements", planned: [], touches: undefined }),
-        DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page), deleting("range")),
-        DeleteRange: (m) => Effect.map(deleteRangeStatement(m.from, m.to, m.page), deleting("range")),
+        DeletePrefix: (m) => Effect.map(deletePrefixStatement(m.prefix, m.page, created), deleting("range")),
+        DeleteRange: (m) =>
+          Effect.map(deleteRangeStatement(m.from, m.to, m.page, created), deleting("range")),
       })
     }
 
@@ -901,7 +1066,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
      * The keys of a batch's unconditional writes that exist now, read for its plan when it has
      * runs of them (PostgreSQL); `undefined`: none read.
      */
-    const existingKeys = (decoded: ReadonlyArray<Decoded>) => {
+    const existingKeys = (decoded: ReadonlyArray<Decoded>, now: number | Date) => {
       const keys = new Set<Arg.Key>()
       let runs = false
       decoded.forEach((d, i) => {
@@ -912,7 +1077,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       })
       if (setWrites === undefined || !runs) return Effect.succeed(undefined)
       return Effect.map(
-        selectExisting.rows({ keys: list([...keys]) }),
+        selectExisting.rows({ keys: list([...keys]), now }),
         (rows): ReadonlySet<string> => new Set(rows.map((row) => row.key)),
       )
     }
@@ -920,13 +1085,19 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     /** The statements of one put or patch of a batch: its version check, then its write. */
     const planWrite = (w: KeyedWrite, created: number | Date): Planned => {
       const statements = w.op === "put" ? writes.put.batch : writes.patch.batch
-      const fields: Write = { key: w.key, value: w.value, type: w.type }
+      const fields: Write = {
+        key: w.key,
+        value: w.value,
+        type: w.type,
+        expires: expiryTime(w.expiresAt),
+        created,
+      }
       const statement =
         w.version > 0
           ? statements.update({ ...fields, version: w.version })
           : w.version === 0
-            ? statements.create({ ...fields, created })
-            : statements.upsert({ ...fields, created })
+            ? statements.create(fields)
+            : statements.upsert(fields)
       const write: readonly [Statement<unknown>, BatchStep] = [
         statement,
         w.version >= 0
@@ -937,7 +1108,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       return w.version >= 0
         ? [
             [
-              expectVersion({ key: w.key, version: w.version }),
+              expectVersion({ key: w.key, version: w.version, now: created }),
               { kind: "guard", key: w.key, version: w.version },
             ],
             write,
@@ -945,13 +1116,13 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         : [write]
     }
 
-    const deleteRangeStatement = (from: string, to: string, page: Page | undefined) =>
+    const deleteRangeStatement = (from: string, to: string, page: Page | undefined, now: number | Date) =>
       Effect.gen(function* () {
         const range = yield* decodeRange({ from, to })
-        return deleteRange(range, yield* decodePage(page))
+        return deleteRange(range, yield* decodePage(page), now)
       })
 
-    const deletePrefixStatement = (prefix: string, page: Page | undefined) =>
+    const deletePrefixStatement = (prefix: string, page: Page | undefined, now: number | Date) =>
       Effect.gen(function* () {
         const checked = yield* decodePrefix(prefix)
         if (checked === "") {
@@ -959,7 +1130,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             message: 'deletePrefix needs a prefix; use "*" to delete every key',
           })
         }
-        return deleteRange(checked === "*" ? undefined : prefixRange(checked), yield* decodePage(page))
+        return deleteRange(checked === "*" ? undefined : prefixRange(checked), yield* decodePage(page), now)
       })
 
     /** Explains why statement `index` of a batch failed. */
@@ -982,7 +1153,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         step?.kind === "write" &&
         step.version === 0 &&
         step.key !== undefined &&
-        isUniqueViolation(error.cause, executor.explain)
+        isLiveConflict(error.cause, executor.explain)
       ) {
         return new VersionMismatchError({ key: step.key, expected: 0 })
       }
@@ -993,19 +1164,48 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const writeSingle = (
       operation: "put" | "patch",
       statements: (typeof writes)["put"]["single"],
-      fields: Write,
+      fields: Pick<Write, "key" | "value" | "type">,
       version: Arg.Version,
+      ttl: Arg.Millis | undefined,
     ) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const created = time(now)
-        const written =
-          version > 0
-            ? statements.update.rows({ ...fields, version })
-            : version === 0
-              ? statements.create.rows({ ...fields, created })
-              : statements.upsert.rows({ ...fields, created })
-        return notifying(run(operation, writeOne(fields.key, version, written)))
-      })
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(expiryOf(now, ttl), (expiresAt) => {
+          const write: Write = { ...fields, expires: expiryTime(expiresAt), created: time(now) }
+          const written =
+            version > 0
+              ? statements.update.rows({ ...write, version })
+              : version === 0
+                ? statements.create.rows(write)
+                : statements.upsert.rows(write)
+          return notifying(run(operation, writeOne(fields.key, version, written)))
+        }),
+      )
+
+    /** The records of `rows` live at `now`. */
+    const liveRecords = (rows: ReadonlyArray<RecordRow>, now: number) =>
+      Effect.map(records(rows), (found) => found.filter((record) => isLive(record, now)))
+
+    /** The number of records live now that match a count's condition. */
+    const counted = <P extends object>(
+      operation: string,
+      count: { rows: (p: P & At) => Effect.Effect<ReadonlyArray<{ n: number | string }>, SqlError> },
+      params: P,
+    ) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        run(operation, Effect.map(count.rows({ ...params, now: time(now) }), countOf)),
+      )
+
+    /** Sweep steps until one finds fewer expired records than it may delete. */
+    const sweepSteps = (now: number | Date): Effect.Effect<number, SqlError | AtomicStatementError> =>
+      Effect.flatMap(sweepStep({ now, limit: sweepLimit }), (deleted) =>
+        deleted < sweepLimit
+          ? Effect.succeed(deleted)
+          : Effect.map(sweepSteps(now), (more) => deleted + more),
+      )
+    const sweep = (now: number | Date) =>
+      Effect.flatMap(anyExpired.rows({ now }), (found) =>
+        found.length === 0 ? Effect.succeed(0) : sweepSteps(now),
+      )
 
     // --- the service -------------------------------------------------------------------
 
@@ -1013,17 +1213,28 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       init,
 
       get: (key) =>
-        Effect.flatMap(decodeKey(key), (key) => run("get", Effect.flatMap(readRows([key]), firstRecord))),
+        Effect.flatMap(decodeKey(key), (key) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            run(
+              "get",
+              Effect.flatMap(readRows([key]), (rows) =>
+                Effect.map(liveRecords(rows, now), (found) => Option.fromNullable(found[0])),
+              ),
+            ),
+          ),
+        ),
 
       getBatch: (keys) =>
         Effect.flatMap(decodeKeys(keys), (keys) =>
           keys.length === 0
             ? Effect.succeed(new Map<string, KvRecord>())
-            : run(
-                "getBatch",
-                Effect.map(
-                  Effect.flatMap(readRows(keys), records),
-                  (found) => new Map(found.map((record) => [record.key, record])),
+            : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                run(
+                  "getBatch",
+                  Effect.map(
+                    Effect.flatMap(readRows(keys), (rows) => liveRecords(rows, now)),
+                    (found) => new Map(found.map((record) => [record.key, record])),
+                  ),
                 ),
               ),
         ),
@@ -1032,21 +1243,23 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         Effect.gen(function* () {
           const checked = yield* decodePrefix(prefix)
           const { type } = yield* decodeOptionalType({ type: options?.type })
-          const rows = selectRange(prefixRange(checked), yield* decodePage(page), type)
+          const now = yield* Clock.currentTimeMillis
+          const rows = selectRange(prefixRange(checked), yield* decodePage(page), type, now)
           return yield* run("getPrefix", Effect.flatMap(rows, records))
         }),
 
       getRange: (from, to, page) =>
         Effect.gen(function* () {
           const range = yield* decodeRange({ from, to })
-          const rows = selectRange(range, yield* decodePage(page), undefined)
+          const now = yield* Clock.currentTimeMillis
+          const rows = selectRange(range, yield* decodePage(page), undefined, now)
           return yield* run("getRange", Effect.flatMap(rows, records))
         }),
 
       getType: (type, page) =>
         Effect.gen(function* () {
           const checked = yield* decodeType(type)
-          const bounds = paged(yield* decodePage(page))
+          const bounds = { ...paged(yield* decodePage(page)), now: time(yield* Clock.currentTimeMillis) }
           const rows =
             checked === "all" ? selects.all.rows(bounds) : selects.type.rows({ ...bounds, type: checked })
           return yield* run("getType", Effect.flatMap(rows, records))
@@ -1054,37 +1267,51 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
 
       list: (page) =>
         Effect.flatMap(decodePage(page), (page) =>
-          run("list", Effect.flatMap(selects.all.rows(paged(page)), records)),
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            run("list", Effect.flatMap(selects.all.rows({ ...paged(page), now: time(now) }), records)),
+          ),
         ),
 
       put: (key, version, value, options) =>
-        Effect.flatMap(decodePut({ key, version, value, type: options?.type }), (checked) =>
-          writeSingle(
-            "put",
-            writes.put.single,
-            { key: checked.key, value: checked.value, type: checked.type ?? typeOf(value) },
-            checked.version,
-          ),
+        Effect.flatMap(
+          decodePut({ key, version, value, type: options?.type, ttl: options?.ttl }),
+          (checked) =>
+            writeSingle(
+              "put",
+              writes.put.single,
+              { key: checked.key, value: checked.value, type: checked.type ?? typeOf(value) },
+              checked.version,
+              checked.ttl,
+            ),
         ),
 
       patch: (key, version, patch, options) =>
-        Effect.flatMap(decodePatch({ key, version, patch, type: options?.type }), (checked) =>
-          writeSingle(
-            "patch",
-            writes.patch.single,
-            { key: checked.key, value: checked.patch, type: checked.type ?? null },
-            checked.version,
-          ),
+        Effect.flatMap(
+          decodePatch({ key, version, patch, type: options?.type, ttl: options?.ttl }),
+          (checked) =>
+            writeSingle(
+              "patch",
+              writes.patch.single,
+              { key: checked.key, value: checked.patch, type: checked.type ?? null },
+              checked.version,
+              checked.ttl,
+            ),
         ),
 
-      increment: (key, by = 1) =>
+      increment: (key, by = 1, options) =>
         Effect.gen(function* () {
-          const checked = yield* decodeIncrement({ key, by })
-          const created = time(yield* Clock.currentTimeMillis)
+          const checked = yield* decodeIncrement({ key, by, ttl: options?.ttl })
+          const now = yield* Clock.currentTimeMillis
+          const expires = expiryTime(yield* expiryOf(now, checked.ttl))
           const rows = yield* notifying(
             run(
               "increment",
-              increments.single.rows({ key: checked.key, by: JSON.stringify(checked.by), created }),
+              increments.single.rows({
+                key: checked.key,
+                by: JSON.stringify(checked.by),
+                created: time(now),
+                expires,
+              }),
             ),
           )
           if (rows.length === 0) return yield* notANumber(checked.key)
@@ -1098,42 +1325,50 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         Effect.flatMap(decodeKeys(keys), (checked) =>
           checked.length === 0
             ? Effect.succeed(0)
-            : notifying(run("delete", deleteKeys.affected({ keys: list(checked) }))),
+            : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                notifying(run("delete", deleteKeys.affected({ keys: list(checked), now: time(now) }))),
+              ),
         ),
 
       deletePrefix: (prefix, page) =>
-        Effect.flatMap(deletePrefixStatement(prefix, page), (statement) =>
-          notifying(run("deletePrefix", executor.affected(statement))),
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.flatMap(deletePrefixStatement(prefix, page, time(now)), (statement) =>
+            notifying(run("deletePrefix", executor.affected(statement))),
+          ),
         ),
 
       deleteRange: (from, to, page) =>
-        Effect.flatMap(deleteRangeStatement(from, to, page), (statement) =>
-          notifying(run("deleteRange", executor.affected(statement))),
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.flatMap(deleteRangeStatement(from, to, page, time(now)), (statement) =>
+            notifying(run("deleteRange", executor.affected(statement))),
+          ),
         ),
 
-      count: () => run("count", Effect.map(counts.all.rows({}), countOf)),
+      count: () => counted("count", counts.all, {}),
 
       countPrefix: (prefix) =>
         Effect.flatMap(decodePrefix(prefix), (prefix) => {
           const range = prefixRange(prefix)
-          const rows =
-            range.to === undefined
-              ? counts.from.rows({ from: range.from })
-              : counts.range.rows({ from: range.from, to: range.to })
-          return run("countPrefix", Effect.map(rows, countOf))
+          return range.to === undefined
+            ? counted("countPrefix", counts.from, { from: range.from })
+            : counted("countPrefix", counts.range, { from: range.from, to: range.to })
         }),
 
       countRange: (from, to) =>
-        Effect.flatMap(decodeRange({ from, to }), (range) =>
-          run("countRange", Effect.map(counts.range.rows(range), countOf)),
+        Effect.flatMap(decodeRange({ from, to }), (range) => counted("countRange", counts.range, range)),
+
+      expire: () =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.tap(run("expire", sweep(time(now))), (expired) => (expired > 0 ? written : Effect.void)),
         ),
 
       mutateAll: (mutations) =>
         Effect.gen(function* () {
           if (mutations.length === 0) return []
-          const created = time(yield* Clock.currentTimeMillis)
+          const now = yield* Clock.currentTimeMillis
+          const created = time(now)
           const decoded = yield* Effect.forEach(mutations, (mutation, i) =>
-            decodeMutation(mutation, i, created),
+            decodeMutation(mutation, i, now, created),
           )
           // the outbox: the batch's tasks, stored after its key writes, in the batch's order
           const tasks: Array<CheckedTask> = []
@@ -1162,7 +1397,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             SqlError | VersionMismatchError | InvalidArgumentError | StoreError
           > =>
             Effect.gen(function* () {
-              const existing = plans < maxPlans ? yield* existingKeys(decoded) : undefined
+              const existing = plans < maxPlans ? yield* existingKeys(decoded, created) : undefined
               const planned = [...planBatch(decoded, created, existing), ...taskStatements]
               const steps = planned.map(([, step]) => step)
               const results = yield* executor

@@ -188,6 +188,7 @@ export const storeSpec: Spec<StoreService> = {
   count: { attributes: none, result: affected },
   countPrefix: { attributes: (prefix) => ({ "kv.prefix": prefix }), result: affected },
   countRange: { attributes: (from, to) => ({ "kv.from": from, "kv.to": to }), result: affected },
+  expire: { attributes: none, result: affected },
   mutateAll: mutationAttributes,
   stream: {
     attributes: (type, seq, limit, options) => ({

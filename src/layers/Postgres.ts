@@ -30,6 +30,11 @@ export interface PostgresConfig {
   readonly taskRetryBackoff?: RetryBackoff | undefined
   /** A span per Store, Scheduler and Consumer operation (default true; see README, "Observability"). */
   readonly spans?: boolean | undefined
+  /**
+   * How often the layer, while built, sweeps expired records (`store.expire()`): default every
+   * second; `false`: never (one-shot programs such as the CLI's one-shot commands).
+   */
+  readonly expirySweep?: Duration.DurationInput | false | undefined
   /** Pool size (default 10). */
   readonly maxConnections?: number | undefined
   /** How long to wait for the server (default 5 seconds). */
@@ -98,6 +103,7 @@ export const layer = (
     migrate: config.migrate,
     taskRetryBackoff: config.taskRetryBackoff,
     spans: config.spans,
+    expirySweep: config.expirySweep,
   }).pipe(Layer.provide(layerClient(config)))
 
 /**

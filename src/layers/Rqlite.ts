@@ -45,6 +45,11 @@ export interface RqliteConfig {
   readonly taskRetryBackoff?: RetryBackoff | undefined
   /** A span per Store, Scheduler and Consumer operation (default true; see README, "Observability"). */
   readonly spans?: boolean | undefined
+  /**
+   * How often the layer, while built, sweeps expired records (`store.expire()`): default every
+   * second; `false`: never (one-shot programs such as the CLI's one-shot commands).
+   */
+  readonly expirySweep?: Duration.DurationInput | false | undefined
 }
 
 /**
@@ -81,6 +86,7 @@ export const layer = (config: RqliteConfig): Layer.Layer<KvSql.Services, StoreEr
     migrate: config.migrate,
     taskRetryBackoff: config.taskRetryBackoff,
     spans: config.spans,
+    expirySweep: config.expirySweep,
   }).pipe(Layer.provide(layerClient(config)))
 
 /**

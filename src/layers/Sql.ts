@@ -13,8 +13,12 @@
  * Built in this order: the dialect check, the schema (migrated, or checked), the services.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import { ConsumerStorage, type ConsumerStorageService } from "../Consumer.js"
 import * as ConsumerSql from "../internal/consumerSql.js"
 import * as CronSql from "../internal/cronSql.js"
@@ -27,7 +31,7 @@ import * as StoreSql from "../internal/storeSql.js"
 import { schedulerSpec, storeSpec, traced } from "../internal/tracing.js"
 import * as Wakeup from "../internal/wakeup.js"
 import { type RetryBackoff, Scheduler } from "../Scheduler.js"
-import { InvalidArgumentError, Store, StoreError } from "../Store.js"
+import { InvalidArgumentError, Store, StoreError, type StoreService } from "../Store.js"
 
 export interface SqlConfig {
   /** Run the migrations when the layer is built, if the database lacks any (default true). */
@@ -41,6 +45,12 @@ export interface SqlConfig {
    * a span costs several microseconds, as much as a SQLite point read.
    */
   readonly spans?: boolean | undefined
+  /**
+   * How often the layer, while built, sweeps expired records (`store.expire()`, which deletes
+   * them with their `delete` stream records; expired records are absent for reads either way):
+   * default every second; `false`: never (one-shot programs: the CLI's one-shot commands).
+   */
+  readonly expirySweep?: Duration.DurationInput | false | undefined
 }
 
 /** The SQL is written for SQLite (also rqlite) and PostgreSQL; any other dialect is refused. */
@@ -97,17 +107,61 @@ const schema = (config: SqlConfig) =>
     }),
   )
 
+/** The pace of the sweep: real time, whatever `Clock` the application runs on. */
+const liveClock = Clock.make()
+
+/**
+ * Sweeps expired records every `interval` for as long as the layer is built, from its start.
+ * What is expired is judged by the application's `Clock` (the one the layer was built with);
+ * the pace is the live clock's, so that a `TestClock` moved by a day does not run 86,400
+ * sweeps. A failing sweep is logged once, until one works again; the sweep makes no span.
+ */
+const sweepExpired = (store: StoreService, interval: Duration.DurationInput) =>
+  Effect.flatMap(Effect.clock, (clock) =>
+    Effect.repeat(Effect.withClock(sweepOnce(store), clock), Schedule.spaced(interval)).pipe(
+      Effect.withClock(liveClock),
+    ),
+  )
+
+const sweepOnce = (store: StoreService) => {
+  let failing = false
+  const once = store.expire().pipe(
+    Effect.tap(() =>
+      Effect.suspend(() => {
+        if (!failing) return Effect.void
+        failing = false
+        return Effect.logInfo("effect-kv: the expiry sweep works again")
+      }),
+    ),
+    Effect.catchAllCause((cause) =>
+      Effect.suspend(() => {
+        if (failing || Cause.isInterruptedOnly(cause)) return Effect.void
+        failing = true
+        return Effect.logWarning("effect-kv: the expiry sweep failed; retrying", cause)
+      }),
+    ),
+  )
+  return once
+}
+
 /**
  * The Store and the Scheduler, each operation in a span (unless `spans: false`): the one place
  * spans are added to the SQL services (`internal/tracing.ts`). The consumers' spans are added
- * where `Consumer.ts` builds its instances, when their storage says `spans`.
+ * where `Consumer.ts` builds its instances, when their storage says `spans`. The Store's
+ * expiry sweep runs in the layer's scope.
  */
 const services = (config: SqlConfig) => {
   const spans = config.spans !== false
   return Layer.mergeAll(
-    Layer.effect(
+    Layer.scoped(
       Store,
-      spans ? Effect.map(StoreSql.make, (store) => traced("kv.store", store, storeSpec)) : StoreSql.make,
+      Effect.gen(function* () {
+        const store = yield* StoreSql.make
+        if (config.expirySweep !== false) {
+          yield* Effect.forkScoped(sweepExpired(store, config.expirySweep ?? "1 second"))
+        }
+        return spans ? traced("kv.store", store, storeSpec) : store
+      }),
     ),
     Layer.effect(
       Scheduler,

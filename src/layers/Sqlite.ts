@@ -31,6 +31,11 @@ export interface SqliteConfig {
   readonly taskRetryBackoff?: RetryBackoff | undefined
   /** A span per Store, Scheduler and Consumer operation (default true; see README, "Observability"). */
   readonly spans?: boolean | undefined
+  /**
+   * How often the layer, while built, sweeps expired records (`store.expire()`): default every
+   * second; `false`: never (one-shot programs such as the CLI's one-shot commands).
+   */
+  readonly expirySweep?: Duration.DurationInput | false | undefined
   /** How long a write waits for another process's lock before failing (default 1 second). */
   readonly busyTimeout?: Duration.DurationInput | undefined
   /**
@@ -99,6 +104,7 @@ export const layer = (config: SqliteConfig): Layer.Layer<KvSql.Services, StoreEr
         migrate: config.migrate !== false && !location.readonly,
         taskRetryBackoff: config.taskRetryBackoff,
         spans: config.spans,
+        expirySweep: config.expirySweep,
       }).pipe(Layer.provide(layerClient(config))),
     ),
   )
