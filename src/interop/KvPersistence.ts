@@ -22,7 +22,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { Mutation, Store, type StoreService, type WriteOptions } from "../Store.js"
+import { Mutation, Store, type StoreService } from "../Store.js"
 
 export interface Options {
   /** Every store's keys are under `<prefix><storeId>/`; `""` is allowed. */
@@ -38,9 +38,6 @@ const expiryOf = (ttl: Option.Option<Duration.Duration>): Duration.Duration | un
   if (Option.isNone(ttl) || !Duration.isFinite(ttl.value)) return undefined
   return Duration.toMillis(ttl.value) <= 0 ? "now" : ttl.value
 }
-
-// The cast lets this compile before `WriteOptions.ttl` (expiry) is on this branch; drop it then.
-const writeOptions = (ttl: Duration.Duration | undefined): WriteOptions => ({ ttl }) as WriteOptions
 
 /** The `BackingPersistence` on `store`, its stores under `prefix`. */
 export const make = (store: StoreService, options: Options): Persistence.BackingPersistence =>
@@ -58,7 +55,7 @@ export const make = (store: StoreService, options: Options): Persistence.Backing
           const expiry = expiryOf(ttl)
           return expiry === "now"
             ? Mutation.delete(keyOf(key))
-            : Mutation.put(keyOf(key), -1, value, writeOptions(expiry))
+            : Mutation.put(keyOf(key), -1, value, { ttl: expiry })
         }
         const persisted: Persistence.BackingPersistenceStore = {
           get: (key) =>
@@ -78,7 +75,7 @@ export const make = (store: StoreService, options: Options): Persistence.Backing
             const write =
               expiry === "now"
                 ? Effect.asVoid(store.delete(keyOf(key)))
-                : Effect.asVoid(store.put(keyOf(key), -1, value, writeOptions(expiry)))
+                : Effect.asVoid(store.put(keyOf(key), -1, value, { ttl: expiry }))
             return backing("set")(write)
           },
           setMany: (entries) =>
