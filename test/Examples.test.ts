@@ -191,6 +191,24 @@ describe("examples/", () => {
   )
 
   it(
+    "interop.ts: KeyValueStore.forSchema under a prefix, clear of the prefix only; PersistedCache rebuilt, then past its ttl",
+    async () => {
+      expect(linesOf(await runExample("interop"))).toEqual([
+        "forSchema: a Settings instance: true, font size 15",
+        'record app/settings/ui v2 (string): {"theme":"dark","fontSize":15}',
+        "size under app/settings/: 1",
+        "after clear: 0 under the prefix, 1 record(s) in all",
+        "first cache: Ada, lookups 1",
+        "rebuilt cache: Ada, lookups 1",
+        "record app/cache/users/user-1 expires: true",
+        "after the ttl: record present false",
+        "rebuilt cache after the ttl: lookups 2",
+      ])
+    },
+    timeout,
+  )
+
+  it(
     "graph.ts: outgoing and incoming edges, findPath with and without enough depth, the Mermaid view",
     async () => {
       expect(linesOf(await runExample("graph"))).toEqual([
