@@ -174,6 +174,34 @@ export const watchSuite = (name: string, backend: Layer.Layer<Store | ConsumerSt
       }),
     )
 
+    it.effect(
+      "an expiry: absent from the snapshot once expired, and a delete (with expiresAt) when swept",
+      () =>
+        Effect.gen(function* () {
+          const store = yield* Store
+          yield* store.put("wx/gone", -1, "expired already", { ttl: "1 millis" })
+          yield* store.put("wx/short", -1, "expires soon", { ttl: "2 seconds" })
+          yield* store.put("wx/kept", -1, "kept")
+          yield* Effect.sleep("5 millis")
+          // the layer sweeps every second: the watch sees the sweep's delete record of wx/short
+          // (and of wx/gone, unless a sweep deleted it before the watch started)
+          const events = Chunk.toReadonlyArray(
+            yield* Stream.runCollect(
+              Watch.stream({ prefix: "wx/" }, options).pipe(
+                Stream.filter((event) => event.record.key !== "wx/gone" || event.action !== "delete"),
+                Stream.take(3),
+              ),
+            ),
+          )
+          assert.deepStrictEqual(summary(events), [
+            ["snapshot", "wx/kept", 1],
+            ["snapshot", "wx/short", 1],
+            ["delete", "wx/short", 1],
+          ])
+          assert.instanceOf(events[2]!.record.expiresAt, Date)
+        }),
+    )
+
     it.effect("bad input is refused before reading", () =>
       Effect.gen(function* () {
         const errors = yield* Effect.all([

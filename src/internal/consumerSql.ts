@@ -191,11 +191,11 @@ export const make: Effect.Effect<ConsumerStorageService, never, SqlClient.SqlCli
         return sql`SELECT c."position" AS "consumer_position", c."version" AS "consumer_version",
             COALESCE(c."locked_by" = ${holder} AND c."lock_expires_at" > ${p.now}, FALSE) AS "held",
             (SELECT MIN("seq") FROM kv_stream) AS "first_seq", ${latestSeq} AS "latest_seq",
-            s."seq", s."action", s."key", s."version", s."value", s."type", s."created"
+            s."seq", s."action", s."key", s."version", s."value", s."type", s."created", s."expires_at"
           FROM (SELECT 1 AS "one") AS d
           LEFT JOIN kv_consumers AS c ON c."name" = ${p.name}
           LEFT JOIN (
-            SELECT "seq", "action", "key", "version", "value", "type", "created" FROM kv_stream
+            SELECT "seq", "action", "key", "version", "value", "type", "created", "expires_at" FROM kv_stream
             WHERE "seq" > ${from} ${ofType} ${under} ORDER BY "seq" LIMIT ${p.limit}
           ) AS s ON 1 = 1
           ORDER BY s."seq"`
