@@ -353,7 +353,7 @@ const liveAt = (record: string, now: string) =>
 const expirySqlite: ReadonlyArray<string> = [
   "ALTER TABLE kv_records ADD COLUMN expires_at INTEGER",
   "ALTER TABLE kv_stream ADD COLUMN expires_at INTEGER",
-  "CREATE INDEX kv_records_expiry ON kv_records (expires_at) WHERE expires_at IS NOT NULL",
+  "CREATE INDEX kv_records_expiry ON kv_records (expires_at, key) WHERE expires_at IS NOT NULL",
   "CREATE TABLE kv_expire_keys (key TEXT NOT NULL, now INTEGER NOT NULL)",
   `CREATE TRIGGER kv_expire_keys_delete AFTER INSERT ON kv_expire_keys BEGIN
     DELETE FROM kv_records WHERE key = NEW.key AND expires_at <= NEW.now;
@@ -400,7 +400,7 @@ const expirySqlite: ReadonlyArray<string> = [
 const expiryPostgres: ReadonlyArray<string> = [
   "ALTER TABLE kv_records ADD COLUMN expires_at timestamptz",
   "ALTER TABLE kv_stream ADD COLUMN expires_at timestamptz",
-  "CREATE INDEX kv_records_expiry ON kv_records (expires_at) WHERE expires_at IS NOT NULL",
+  "CREATE INDEX kv_records_expiry ON kv_records (expires_at, key) WHERE expires_at IS NOT NULL",
   `CREATE OR REPLACE FUNCTION kv_stream_capture_rows() RETURNS trigger LANGUAGE plpgsql AS $$
   BEGIN
     IF TG_OP = 'DELETE' THEN

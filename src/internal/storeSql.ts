@@ -537,11 +537,13 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const deleteKeys = deleteWhere<{ keys: unknown }>(({ keys }) => keyIn(sql`"key"`, keys)).all
 
     /**
-     * The expiry sweep's step: deletes up to `limit` records expired at `now`, in key order, each
-     * only if it is still expired when deleted (a concurrent sweep or write may have got there
-     * first), so that records are deleted and counted once whoever sweeps. Its delete records
-     * keep `expires_at` (see 0009_expiry): on SQLite through the `kv_expire_keys` queue, on
-     * PostgreSQL by marking the transaction first.
+     * The expiry sweep's step: deletes up to `limit` records expired at `now`, the ones that
+     * expired first (the order of the index `kv_records_expiry`, so that a step reads only
+     * them: ordered by key, SQLite would walk the whole key index), their delete records in key
+     * order. Each is deleted only if it is still expired then (a concurrent sweep or write may
+     * have got there first), so that records are deleted and counted once whoever sweeps. Its
+     * delete records keep `expires_at` (see 0009_expiry): on SQLite through the
+     * `kv_expire_keys` queue, on PostgreSQL by marking the transaction first.
      */
     const sweepStep = ((): ((
       p: At & { limit: number },
@@ -549,14 +551,15 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       if (!isPg) {
         return compiled<At & { limit: number }>(
           ({ limit, now }) => sql`INSERT INTO kv_expire_keys ("key", "now")
-            SELECT "key", ${now} FROM kv_records WHERE "expires_at" <= ${now} ORDER BY "key" LIMIT ${limit}`,
+            SELECT e."key", ${now} FROM (SELECT "key" FROM kv_records WHERE "expires_at" <= ${now}
+              ORDER BY "expires_at", "key" LIMIT ${limit}) AS e ORDER BY e."key"`,
         ).affected
       }
       const mark = compiled<object>(() => sql`SELECT set_config('effect_kv.expiring', 'on', true)`)
       // the outer condition again: a row a concurrent sweep or write changed meanwhile is checked anew
       const deleteExpired = compiled<At & { limit: number }>(
         ({ limit, now }) => sql`DELETE FROM kv_records WHERE "key" IN (
-          SELECT "key" FROM kv_records WHERE "expires_at" <= ${now} ORDER BY "key" LIMIT ${limit})
+          SELECT "key" FROM kv_records WHERE "expires_at" <= ${now} ORDER BY "expires_at", "key" LIMIT ${limit})
           AND "expires_at" <= ${now}`,
       )
       return (p) =>
