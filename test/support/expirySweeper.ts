@@ -10,27 +10,12 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as KvPostgres from "../../src/layers/Postgres.js"
-import * as KvRqlite from "../../src/layers/Rqlite.js"
-import * as KvSqlite from "../../src/layers/Sqlite.js"
 import { Store } from "../../src/Store.js"
+import { argumentsOf, backendLayer, runMain, startSignal } from "./childProcess.js"
 
-const [type, connection] = process.argv.slice(2)
-if (type === undefined || connection === undefined) {
-  console.error("usage: expirySweeper.ts <sqlite|postgres|rqlite> <connection>")
-  process.exit(2)
-}
-
-const backend =
-  type === "postgres"
-    ? KvPostgres.layer({ url: connection, expirySweep: false })
-    : type === "rqlite"
-      ? KvRqlite.layer({ url: connection, expirySweep: false })
-      : KvSqlite.layer({ filename: connection, expirySweep: false })
-
-const startSignal = Effect.async<void>((resume) => {
-  process.stdin.once("data", () => resume(Effect.void))
-})
+const { connection, type } = argumentsOf("expirySweeper", [])
+// the layer's own sweep off: every record this process deletes is counted here
+const backend = backendLayer(type, connection, { expirySweep: false })
 
 const program = Effect.gen(function* () {
   const store = Context.get(yield* Layer.build(backend), Store)
@@ -45,10 +30,4 @@ const program = Effect.gen(function* () {
   console.log(JSON.stringify({ expired }))
 }).pipe(Effect.scoped)
 
-Effect.runPromise(program).then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(`expirySweeper: ${error instanceof Error ? error.message : String(error)}`)
-    process.exit(1)
-  },
-)
+runMain("expirySweeper", program)

@@ -11,23 +11,13 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as KvPostgres from "../../src/layers/Postgres.js"
-import * as KvSqlite from "../../src/layers/Sqlite.js"
 import { Store } from "../../src/Store.js"
+import { argumentsOf, backendLayer, runMain, startSignal } from "./childProcess.js"
 
-const [type, connection, key, countText] = process.argv.slice(2)
-if (type === undefined || connection === undefined || key === undefined || countText === undefined) {
-  console.error("usage: incrementer.ts <sqlite|postgres> <connection> <key> <count>")
-  process.exit(2)
-}
-const count = Number(countText)
-
-const backend =
-  type === "postgres" ? KvPostgres.layer({ url: connection }) : KvSqlite.layer({ filename: connection })
-
-const startSignal = Effect.async<void>((resume) => {
-  process.stdin.once("data", () => resume(Effect.void))
-})
+const { args, connection, type } = argumentsOf("incrementer", ["key", "count"])
+const { key } = args
+const count = Number(args.count)
+const backend = backendLayer(type, connection)
 
 const program = Effect.gen(function* () {
   const store = Context.get(yield* Layer.build(backend), Store)
@@ -51,10 +41,4 @@ const program = Effect.gen(function* () {
   console.log(JSON.stringify({ increments: count, mismatches }))
 }).pipe(Effect.scoped)
 
-Effect.runPromise(program).then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(`incrementer: ${error instanceof Error ? error.message : String(error)}`)
-    process.exit(1)
-  },
-)
+runMain("incrementer", program)

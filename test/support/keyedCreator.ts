@@ -12,36 +12,14 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as KvPostgres from "../../src/layers/Postgres.js"
-import * as KvRqlite from "../../src/layers/Rqlite.js"
-import * as KvSqlite from "../../src/layers/Sqlite.js"
 import { keyModes, Scheduler, Task } from "../../src/Scheduler.js"
+import { argumentsOf, backendLayer, runMain, startSignal } from "./childProcess.js"
 
-const [type, connection, processText, createsText, keysText] = process.argv.slice(2)
-if (
-  type === undefined ||
-  connection === undefined ||
-  processText === undefined ||
-  createsText === undefined ||
-  keysText === undefined
-) {
-  console.error("usage: keyedCreator.ts <sqlite|postgres|rqlite> <connection> <process> <creates> <keys>")
-  process.exit(2)
-}
-const me = Number(processText)
-const creates = Number(createsText)
-const keys = Number(keysText)
-
-const backend =
-  type === "postgres"
-    ? KvPostgres.layer({ url: connection })
-    : type === "rqlite"
-      ? KvRqlite.layer({ url: connection })
-      : KvSqlite.layer({ filename: connection })
-
-const startSignal = Effect.async<void>((resume) => {
-  process.stdin.once("data", () => resume(Effect.void))
-})
+const { args, connection, type } = argumentsOf("keyedCreator", ["process", "creates", "keys"])
+const me = Number(args.process)
+const creates = Number(args.creates)
+const keys = Number(args.keys)
+const backend = backendLayer(type, connection)
 
 const program = Effect.gen(function* () {
   const scheduler = Context.get(yield* Layer.build(backend), Scheduler)
@@ -58,10 +36,4 @@ const program = Effect.gen(function* () {
   console.log(JSON.stringify({ created }))
 }).pipe(Effect.scoped)
 
-Effect.runPromise(program).then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(`keyedCreator: ${error instanceof Error ? error.message : String(error)}`)
-    process.exit(1)
-  },
-)
+runMain("keyedCreator", program)

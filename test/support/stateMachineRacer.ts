@@ -10,18 +10,12 @@
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { type BackendType, layerFor } from "../../src/cli/backend.js"
+import { argumentsOf, runMain, startSignal } from "./childProcess.js"
 import { counterMachine, increment } from "./counterMachine.js"
 
-const [type, connection, id, countText] = process.argv.slice(2)
-if (type === undefined || connection === undefined || id === undefined || countText === undefined) {
-  console.error("usage: stateMachineRacer.ts <sqlite|postgres|rqlite> <connection> <id> <count>")
-  process.exit(2)
-}
-const count = Number(countText)
-
-const startSignal = Effect.async<void>((resume) => {
-  process.stdin.once("data", () => resume(Effect.void))
-})
+const { args, connection, type } = argumentsOf("stateMachineRacer", ["id", "count"])
+const { id } = args
+const count = Number(args.count)
 
 const program = Effect.gen(function* () {
   const machine = yield* counterMachine
@@ -42,10 +36,4 @@ const program = Effect.gen(function* () {
   console.log(JSON.stringify({ increments: count, mismatches }))
 }).pipe(Effect.provide(layerFor(type as BackendType, Redacted.make(connection))))
 
-Effect.runPromise(program).then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(`racer: ${error instanceof Error ? error.message : String(error)}`)
-    process.exit(1)
-  },
-)
+runMain("racer", program)
