@@ -210,17 +210,26 @@ const decodeBackoff = (backoff: RetryBackoff | undefined) =>
 /**
  * Calls of different fibers written together: the first call of a tick schedules one write of
  * every call waiting by then (after a yield, so that the fibers of the same tick join it);
- * calls made while a write is in flight wait for the next one, so that under load each write
- * carries what arrived during the one before. Each caller gets its own result.
+ * calls made while `maxInFlight` writes are in flight wait for the next one, so that under load
+ * each write carries what arrived during the ones before. Each caller gets its own result.
+ * With two in flight, a write waits for no round trip but the one of the write before it (on
+ * PostgreSQL, whose commits wait for the disk, two commits in flight share their flushes).
  */
 const batcher = <I, A, E>(
   write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E>,
+  maxInFlight = 1,
 ) => {
   let waiting: Array<{ readonly item: I; readonly done: Deferred.Deferred<A, E> }> = []
-  let writing = false
+  /** Writes started or about to start (a scheduled flush counts). */
+  let writing = 0
   const flush: Effect.Effect<void> = Effect.suspend(() => {
     const batch = waiting
     waiting = []
+    // another flush took what was waiting: this one has nothing to write
+    if (batch.length === 0) {
+      writing--
+      return Effect.void
+    }
     return write(batch.map(({ item }) => item)).pipe(
       Effect.exit,
       Effect.flatMap((exit) =>
@@ -239,7 +248,7 @@ const batcher = <I, A, E>(
       Effect.zipRight(
         Effect.suspend(() => {
           if (waiting.length > 0) return flush
-          writing = false
+          writing--
           return Effect.void
         }),
       ),
@@ -250,7 +259,7 @@ const batcher = <I, A, E>(
     Effect.uninterruptible(Effect.zipRight(Effect.yieldNow(), flush)).pipe(
       Effect.onExit((exit) =>
         Effect.sync(() => {
-          if (Exit.isFailure(exit)) writing = false
+          if (Exit.isFailure(exit)) writing--
         }),
       ),
     ),
@@ -259,8 +268,8 @@ const batcher = <I, A, E>(
     Effect.flatMap(Deferred.make<A, E>(), (done) =>
       Effect.suspend(() => {
         waiting.push({ item, done })
-        if (writing) return Deferred.await(done)
-        writing = true
+        if (writing >= maxInFlight) return Deferred.await(done)
+        writing++
         return Effect.zipRight(flushLater, Deferred.await(done))
       }),
     )
@@ -597,23 +606,21 @@ export const make = (
     /** A statement per case: any task name, or some (`names`, one bound list). */
     const byNames = <A>(make: (some: boolean) => A) => ({ any: make(false), some: make(true) })
 
-    // PostgreSQL, one statement: SKIP LOCKED, so that runners taking (or giving back) at the
-    // same time skip each other's rows; MATERIALIZED, so that the due tasks are chosen once (a
-    // subquery the plan rescans would lock more than `limit` rows). The expired tasks given back
-    // are not among those taken (one snapshot): the next lock takes them.
+    // PostgreSQL, one statement: the due tasks are taken by `kv_tasks_claim` (migration
+    // `0010_task_claim`: SKIP LOCKED, so that runners taking or giving back at the same time
+    // skip each other's rows, in claim index order whatever the statistics say). The expired
+    // tasks are given back by the CTE, which runs after the function (the statement does not
+    // read it) in the statement's snapshot, so they are not among those taken: the next lock
+    // takes them. The two touch different rows (running ones here, pending ones there).
     const lockPgStatement = byNames((some) =>
       compiled<Take, TaskRow>(
         (p) => sql`WITH reclaimed AS (
             UPDATE kv_tasks SET ${reclaimAssignments(p.now)}
             WHERE "seq" IN (SELECT "seq" FROM kv_tasks WHERE "status" = 'running' AND "lock_expires_at" <= ${at(p.now)}
               FOR UPDATE SKIP LOCKED)
-          ), due AS MATERIALIZED (
-            SELECT "seq" AS due_seq FROM kv_tasks
-            WHERE "status" = 'pending' AND "scheduled_for" <= ${at(p.now)} ${ofNames(some, p.names)}
-            ORDER BY ${claimOrder} LIMIT ${p.limit} FOR UPDATE SKIP LOCKED)
-          UPDATE kv_tasks SET ${takeAssignments(p)} FROM due
-          WHERE kv_tasks."seq" = due.due_seq AND kv_tasks."status" = 'pending'
-          RETURNING ${columns}`,
+          )
+          SELECT ${columns} FROM kv_tasks_claim(${p.runner}::text, ${at(p.now)}, ${at(p.expires)}, ${p.limit}::bigint,
+            ${some ? sql`${p.names}::text[]` : sql.literal("NULL")})`,
       ),
     )
 
@@ -914,22 +921,27 @@ export const make = (
       )
     }
 
-    /** Releases of one tick, written together; each caller gets its own answer. */
-    const releaseBatched = batcher<Release, void, TaskNotHeldError | StoreError>((items) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        const held = yield* releaseAll(items, now)
-        if (items.some((item, i) => held[i] && item.status === "pending")) yield* tasksChanged
-        return yield* Effect.forEach(
-          items,
-          (item, i): Effect.Effect<Released> =>
-            held[i]
-              ? Effect.succeed(Exit.void)
-              : Effect.map(run("release", getTask(item.id)), (found) =>
-                  Exit.fail(notHeldError(item.id, item.runner, found)),
-                ).pipe(Effect.catchAll((error) => Effect.succeed(Exit.fail(error)))),
-        )
-      }),
+    /**
+     * Releases of one tick, written together, two writes in flight; each caller gets its own
+     * answer. (A task is released once per claim, so two writes never carry the same claim.)
+     */
+    const releaseBatched = batcher<Release, void, TaskNotHeldError | StoreError>(
+      (items) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          const held = yield* releaseAll(items, now)
+          if (items.some((item, i) => held[i] && item.status === "pending")) yield* tasksChanged
+          return yield* Effect.forEach(
+            items,
+            (item, i): Effect.Effect<Released> =>
+              held[i]
+                ? Effect.succeed(Exit.void)
+                : Effect.map(run("release", getTask(item.id)), (found) =>
+                    Exit.fail(notHeldError(item.id, item.runner, found)),
+                  ).pipe(Effect.catchAll((error) => Effect.succeed(Exit.fail(error)))),
+          )
+        }),
+      2,
     )
 
     const release = (
