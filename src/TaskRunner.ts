@@ -36,7 +36,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -45,6 +47,7 @@ import * as Arg from "./Arguments.js"
 import * as Cron from "./Cron.js"
 import { CronStorage } from "./internal/cronStorage.js"
 import { type Entry, type Outcome, TaskState } from "./internal/runner/TaskState.js"
+import { withSpanWhenTraced } from "./internal/tracing.js"
 import * as KvMetrics from "./Metrics.js"
 import { Scheduler, type Task } from "./Scheduler.js"
 import { InvalidArgumentError, type StoreError } from "./Store.js"
@@ -192,6 +195,14 @@ const isStoreError = (error: unknown): error is StoreError =>
   (error as { _tag?: unknown } | null)?._tag === "StoreError"
 
 /**
+ * Whether info lines are logged: a task's `task started` and `task finished` are only built
+ * then (the annotations of a line cost more than the check; the level is the fiber's).
+ */
+const infoLogged = Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
+  LogLevel.lessThanEqual(minimum, LogLevel.Info),
+)
+
+/**
  * Runs the tasks of the `Scheduler` with `handlers` until interrupted; then shuts down
  * gracefully (see the module description). Fails only on invalid options.
  */
@@ -287,33 +298,41 @@ const runWith = <R>(config: Config<R>) =>
         : { result: "failed", release: "failed", error: "interrupted" }
     }
 
-    /** Stores the release; whether it was stored. */
-    const release = (task: Task, outcome: Outcome): Effect.Effect<boolean> =>
-      outcome.release === undefined
-        ? Effect.succeed(false)
-        : scheduler.release(task.id, runnerId, outcome.release, outcome.error).pipe(
-            Effect.as(true),
-            // after its lock has expired, the task is another runner's to give back
-            Effect.tapError((error) =>
-              isStoreError(error)
-                ? Effect.logWarning("release failed; retrying").pipe(
-                    Effect.annotateLogs("error", error.message),
-                  )
-                : Effect.void,
-            ),
-            Effect.retry({
-              schedule: backoff.pipe(Schedule.upTo(config.lockDuration)),
-              while: (error) => isStoreError(error) && !shuttingDown,
-            }),
-            Effect.catchAll((error) =>
-              Effect.as(
-                Effect.logWarning("could not release the task").pipe(
-                  Effect.annotateLogs("error", error.message),
+    /** After its lock has expired, the task is another runner's to give back: retried only that long. */
+    const releaseBackoff = backoff.pipe(Schedule.upTo(config.lockDuration))
+
+    const couldNotRelease = (error: { readonly message: string }) =>
+      Effect.as(
+        Effect.logWarning("could not release the task").pipe(Effect.annotateLogs("error", error.message)),
+        false,
+      )
+
+    /** Stores the release; whether it was stored. The first try goes without the retry machinery. */
+    const release = (task: Task, outcome: Outcome): Effect.Effect<boolean> => {
+      const status = outcome.release
+      if (status === undefined) return Effect.succeed(false)
+      const store = scheduler.release(task.id, runnerId, status, outcome.error)
+      const logged = (error: { readonly message: string }) =>
+        Effect.logWarning("release failed; retrying").pipe(Effect.annotateLogs("error", error.message))
+      return Effect.matchEffect(store, {
+        onSuccess: () => Effect.succeed(true),
+        onFailure: (error) =>
+          isStoreError(error) && !shuttingDown
+            ? Effect.zipRight(
+                logged(error),
+                store.pipe(
+                  Effect.tapError((error) => (isStoreError(error) ? logged(error) : Effect.void)),
+                  Effect.retry({
+                    schedule: releaseBackoff,
+                    while: (error) => isStoreError(error) && !shuttingDown,
+                  }),
+                  Effect.as(true),
+                  Effect.catchAll(couldNotRelease),
                 ),
-                false,
-              ),
-            ),
-          )
+              )
+            : couldNotRelease(error),
+      })
+    }
 
     const signal = (queue: Queue.Queue<void>) => queue.unsafeOffer(undefined)
 
@@ -327,7 +346,8 @@ const runWith = <R>(config: Config<R>) =>
       return Effect.uninterruptibleMask((restore) =>
         Effect.gen(function* () {
           const startedAt = yield* Clock.currentTimeMillis
-          yield* Effect.logInfo("task started")
+          const info = yield* infoLogged
+          if (info) yield* Effect.logInfo("task started")
           yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksStarted, task.name))
           const exit = yield* Effect.exit(restore(attempt(task)))
           const handlerMs = (yield* Clock.currentTimeMillis) - startedAt
@@ -346,6 +366,7 @@ const runWith = <R>(config: Config<R>) =>
           } else if (stored && outcome.release === "failed") {
             yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksFailed, task.name))
           }
+          if (!info) return
           const finishedAt = yield* Clock.currentTimeMillis
           yield* Effect.logInfo("task finished").pipe(
             Effect.annotateLogs({
@@ -364,9 +385,8 @@ const runWith = <R>(config: Config<R>) =>
           }),
         ),
         Effect.annotateLogs({ task: task.id, name: task.name }),
-        Effect.withSpan("TaskRunner.execute", {
+        withSpanWhenTraced("TaskRunner.execute", {
           attributes: { "task.id": task.id, "task.name": task.name },
-          captureStackTrace: false,
         }),
       )
     }
