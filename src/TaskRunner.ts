@@ -37,6 +37,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
 import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
@@ -187,6 +188,12 @@ const describe = (error: unknown): string => {
  */
 const leaseMargin = (lockMillis: number, heartbeatMillis: number) =>
   Math.max(0, Math.min(lockMillis / 10, (lockMillis - heartbeatMillis) / 2))
+
+/** Annotates the current fiber's log lines with the task (`task`, `name`). */
+const annotateTask = (task: Task) =>
+  FiberRef.update(FiberRef.currentLogAnnotations, (annotations) =>
+    HashMap.set(HashMap.set(annotations, "task", task.id), "name", task.name),
+  )
 
 /** The shortest wait of an idle runner. */
 const minimumWait = 10
@@ -384,7 +391,8 @@ const runWith = <R>(config: Config<R>) =>
             dispatch()
           }),
         ),
-        Effect.annotateLogs({ task: task.id, name: task.name }),
+        // the task's fiber is this effect alone: its annotations are set, not scoped (which costs more)
+        (body) => Effect.zipRight(annotateTask(task), body),
         withSpanWhenTraced("TaskRunner.execute", {
           attributes: { "task.id": task.id, "task.name": task.name },
         }),

@@ -26,7 +26,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -219,7 +218,14 @@ const batcher = <I, A, E>(
   write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E>,
   maxInFlight = 1,
 ) => {
-  let waiting: Array<{ readonly item: I; readonly done: Deferred.Deferred<A, E> }> = []
+  // each caller waits on its own callback (cheaper than a Deferred each, on the runner's hot path)
+  interface Waiting {
+    readonly item: I
+    /** The caller's answer, once written; its callback, once it waits. */
+    exit: Exit.Exit<A, E> | undefined
+    resume: ((exit: Exit.Exit<A, E>) => void) | undefined
+  }
+  let waiting: Array<Waiting> = []
   /** Writes started or about to start (a scheduled flush counts). */
   let writing = 0
   const flush: Effect.Effect<void> = Effect.suspend(() => {
@@ -233,25 +239,19 @@ const batcher = <I, A, E>(
     return write(batch.map(({ item }) => item)).pipe(
       Effect.exit,
       Effect.flatMap((exit) =>
-        Effect.forEach(
-          batch,
-          ({ done }, i) =>
-            Deferred.done(
-              done,
-              Exit.isSuccess(exit)
-                ? (exit.value[i] ?? Exit.die(new Error("a batched write returned too few results")))
-                : Exit.failCause(exit.cause),
-            ),
-          { discard: true },
-        ),
-      ),
-      Effect.zipRight(
-        Effect.suspend(() => {
-          if (waiting.length > 0) return flush
+        Effect.sync(() => {
+          batch.forEach((entry, i) => {
+            entry.exit = Exit.isSuccess(exit)
+              ? (exit.value[i] ?? Exit.die(new Error("a batched write returned too few results")))
+              : Exit.failCause(exit.cause)
+            entry.resume?.(entry.exit)
+          })
+          if (waiting.length > 0) return true
           writing--
-          return Effect.void
+          return false
         }),
       ),
+      Effect.flatMap((more) => (more ? flush : Effect.void)),
     )
   })
   // the write runs whether or not its first caller is still waiting; once started, it finishes
@@ -265,14 +265,17 @@ const batcher = <I, A, E>(
     ),
   )
   return (item: I): Effect.Effect<A, E> =>
-    Effect.flatMap(Deferred.make<A, E>(), (done) =>
-      Effect.suspend(() => {
-        waiting.push({ item, done })
-        if (writing >= maxInFlight) return Deferred.await(done)
-        writing++
-        return Effect.zipRight(flushLater, Deferred.await(done))
-      }),
-    )
+    Effect.suspend(() => {
+      const entry: Waiting = { item, exit: undefined, resume: undefined }
+      waiting.push(entry)
+      const answer = Effect.async<A, E>((resume) => {
+        if (entry.exit === undefined) entry.resume = resume
+        else resume(entry.exit)
+      })
+      if (writing >= maxInFlight) return answer
+      writing++
+      return Effect.zipRight(flushLater, answer)
+    })
 }
 
 /** `items` with each id at most once, and the rest (ids seen before), for a statement per id. */
