@@ -35,8 +35,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberMap from "effect/FiberMap"
 import * as FiberRef from "effect/FiberRef"
+import * as FiberSet from "effect/FiberSet"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
@@ -240,14 +240,16 @@ const runWith = <R>(config: Config<R>) =>
     const heartbeatMillis = Duration.toMillis(config.heartbeatInterval)
     const wakeups = yield* scheduler.wakeups
     const state = new TaskState(config.concurrency, config.prefetch, leaseMargin(lockMillis, heartbeatMillis))
-    /** The fibers of the tasks (and of prefetched tasks being given back), by claim. */
-    const running = yield* FiberMap.make<number, void, never>()
-    const fork = yield* FiberMap.runtime(running)<R>()
+    /** The fibers of the tasks (and of prefetched tasks being given back). */
+    const running = yield* FiberSet.make<void, never>()
+    const fork = yield* FiberSet.runtime(running)<R>()
     /** Room for more tasks: a handler finished, a task was released or dropped. */
     const roomMade = yield* Queue.sliding<void>(1)
     /** Wakes the watcher when a task needs it before the time it sleeps until. */
     const watchEarlier = yield* Queue.sliding<void>(1)
     let shuttingDown = false
+    /** The runner's clock, read synchronously (set below to the clock of the runner's fiber). */
+    let clockNow: () => number = () => Date.now()
 
     const backoff = Schedule.exponential(Duration.millis(100), 2).pipe(
       Schedule.union(Schedule.spaced(config.maxErrorBackoff)),
@@ -352,12 +354,13 @@ const runWith = <R>(config: Config<R>) =>
       const { task } = entry
       return Effect.uninterruptibleMask((restore) =>
         Effect.gen(function* () {
-          const startedAt = yield* Clock.currentTimeMillis
+          // the runner's clock, read directly (a TestClock in tests)
+          const startedAt = clockNow()
           const info = yield* infoLogged
           if (info) yield* Effect.logInfo("task started")
           yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksStarted, task.name))
           const exit = yield* Effect.exit(restore(attempt(task)))
-          const handlerMs = (yield* Clock.currentTimeMillis) - startedAt
+          const handlerMs = clockNow() - startedAt
           yield* Metric.update(KvMetrics.forTask(KvMetrics.taskDuration, task.name), handlerMs)
           const stoppedAs = state.handlerDone(entry)
           dispatch()
@@ -374,7 +377,7 @@ const runWith = <R>(config: Config<R>) =>
             yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksFailed, task.name))
           }
           if (!info) return
-          const finishedAt = yield* Clock.currentTimeMillis
+          const finishedAt = clockNow()
           yield* Effect.logInfo("task finished").pipe(
             Effect.annotateLogs({
               result: outcome.result,
@@ -402,7 +405,6 @@ const runWith = <R>(config: Config<R>) =>
     /** A prefetched task that will not run: given back (unless lost), its slot free. */
     const giveBack = (entry: Entry, lapsed = false) =>
       fork(
-        entry.key,
         (lapsed ? Effect.logWarning("prefetched task's lease expired; not running it") : Effect.void).pipe(
           Effect.zipRight(scheduler.release(entry.task.id, runnerId, "pending")),
           Effect.catchAll((e) =>
@@ -419,7 +421,6 @@ const runWith = <R>(config: Config<R>) =>
      * Starts prefetched tasks while slots are free, after giving back those whose lease passed
      * (they must not run late). Synchronous: called from any fiber, after any transition.
      */
-    let clockNow: () => number = () => Date.now()
     function dispatch(): void {
       if (shuttingDown) return
       signal(roomMade)
@@ -430,7 +431,7 @@ const runWith = <R>(config: Config<R>) =>
         if (entry === undefined) return
         if (state.needsWatcher(entry)) signal(watchEarlier)
         // not run at once: this may be another task's fiber, whose span and logs are its own
-        entry.fiber = fork(entry.key, execute(entry), { immediate: false })
+        entry.fiber = fork(execute(entry), { immediate: false })
       }
     }
     /** Interrupts a running handler (timed out, cancelled, lock or lease lost); a waiting one is dropped. */
@@ -575,10 +576,10 @@ const runWith = <R>(config: Config<R>) =>
         for (const entry of waiting) giveBack(entry)
         // finalizers are uninterruptible: the wait must be interruptible for the timeout to end it
         yield* Effect.ignore(
-          Effect.timeout(Effect.interruptible(FiberMap.awaitEmpty(running)), config.shutdownTimeout),
+          Effect.timeout(Effect.interruptible(FiberSet.awaitEmpty(running)), config.shutdownTimeout),
         )
         shuttingDown = true
-        yield* FiberMap.clear(running)
+        yield* FiberSet.clear(running)
         yield* Effect.logInfo("task runner stopped")
       }),
     )

@@ -1295,12 +1295,15 @@ export const make = (
           return yield* lock(runner, millis, names, yield* decodeLimit(count))
         }),
 
+      // on a runner's path once per task: a chain rather than a generator
       release: (id, runnerId, status, error) =>
-        Effect.gen(function* () {
-          const checkedId = yield* decodeId(id)
-          const runner = yield* runnerArgs.runnerId(runnerId)
-          return yield* release(checkedId, runner, yield* decodeReleaseStatus(status), error)
-        }),
+        Effect.flatMap(decodeId(id), (checkedId) =>
+          Effect.flatMap(runnerArgs.runnerId(runnerId), (runner) =>
+            Effect.flatMap(decodeReleaseStatus(status), (checkedStatus) =>
+              release(checkedId, runner, checkedStatus, error),
+            ),
+          ),
+        ),
 
       nextDue: (taskTypes) => Effect.flatMap(runnerArgs.taskTypes(taskTypes), nextDue),
 
