@@ -105,18 +105,18 @@ const keysPriorityPostgres: ReadonlyArray<string> = [
   ...keyIndexes,
 ]
 
-// 0010_task_claim (PostgreSQL only): `lock` as one function, planned with sorts and bitmap
-// scans off, so that it always reads the due tasks in `kv_tasks_claim` order and stops after
-// `lim` of them. The planner picks by its statistics, and a table that has not been analyzed
-// since its backlog grew (a new database, a burst of tasks into a queue that was empty when
-// autovacuum last looked) is estimated to hold a few pending tasks: it then fetched all of them
-// and sorted them, for every claim (a backlog of 5,000 cost 2-4 ms a lock instead of 0.1 ms).
-// SQLite is told the index in its statement (`INDEXED BY`). It takes the due tasks of `names`
-// (all names when NULL) and returns the rows taken; giving back expired locks stays in the
-// statement that calls it (`schedulerSql.ts`). PL/pgSQL keeps the plans of its statements for
-// the session, so a call plans nothing.
+// 0010_task_claim (PostgreSQL only): what `lock` takes, as one function (`kv_take_tasks`),
+// planned with sorts and bitmap scans off, so that it always reads the due tasks in
+// `kv_tasks_claim` order and stops after `lim` of them. The planner picks by its statistics,
+// and a table that has not been analyzed since its backlog grew (a new database, a burst of
+// tasks into a queue that was empty when autovacuum last looked) is estimated to hold a few
+// pending tasks: it then fetched all of them and sorted them, for every claim (a backlog of
+// 5,000 cost 2-4 ms a lock instead of 0.1 ms). SQLite is told the index in its statement
+// (`INDEXED BY`). It takes the due tasks of `names` (all names when NULL) and returns the rows
+// taken; giving back expired locks stays in the statement that calls it (`schedulerSql.ts`).
+// PL/pgSQL keeps the plans of its statements for the session, so a call plans nothing.
 const taskClaimPostgres: ReadonlyArray<string> = [
-  `CREATE FUNCTION kv_tasks_claim(
+  `CREATE FUNCTION kv_take_tasks(
     runner text, at_now timestamptz, expires timestamptz, lim bigint, names text[]
   ) RETURNS SETOF kv_tasks LANGUAGE plpgsql SET enable_sort = off SET enable_bitmapscan = off AS $$
   BEGIN

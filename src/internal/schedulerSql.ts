@@ -609,7 +609,7 @@ export const make = (
     /** A statement per case: any task name, or some (`names`, one bound list). */
     const byNames = <A>(make: (some: boolean) => A) => ({ any: make(false), some: make(true) })
 
-    // PostgreSQL, one statement: the due tasks are taken by `kv_tasks_claim` (migration
+    // PostgreSQL, one statement: the due tasks are taken by `kv_take_tasks` (migration
     // `0010_task_claim`: SKIP LOCKED, so that runners taking or giving back at the same time
     // skip each other's rows, in claim index order whatever the statistics say). The expired
     // tasks are given back by the CTE, which runs after the function (the statement does not
@@ -622,7 +622,7 @@ export const make = (
             WHERE "seq" IN (SELECT "seq" FROM kv_tasks WHERE "status" = 'running' AND "lock_expires_at" <= ${at(p.now)}
               FOR UPDATE SKIP LOCKED)
           )
-          SELECT ${columns} FROM kv_tasks_claim(${p.runner}::text, ${at(p.now)}, ${at(p.expires)}, ${p.limit}::bigint,
+          SELECT ${columns} FROM kv_take_tasks(${p.runner}::text, ${at(p.now)}, ${at(p.expires)}, ${p.limit}::bigint,
             ${some ? sql`${p.names}::text[]` : sql.literal("NULL")})`,
       ),
     )
