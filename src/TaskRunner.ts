@@ -35,8 +35,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberMap from "effect/FiberMap"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberSet from "effect/FiberSet"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -45,6 +48,7 @@ import * as Arg from "./Arguments.js"
 import * as Cron from "./Cron.js"
 import { CronStorage } from "./internal/cronStorage.js"
 import { type Entry, type Outcome, TaskState } from "./internal/runner/TaskState.js"
+import { withSpanWhenTraced } from "./internal/tracing.js"
 import * as KvMetrics from "./Metrics.js"
 import { Scheduler, type Task } from "./Scheduler.js"
 import { InvalidArgumentError, type StoreError } from "./Store.js"
@@ -185,11 +189,25 @@ const describe = (error: unknown): string => {
 const leaseMargin = (lockMillis: number, heartbeatMillis: number) =>
   Math.max(0, Math.min(lockMillis / 10, (lockMillis - heartbeatMillis) / 2))
 
+/** Annotates the current fiber's log lines with the task (`task`, `name`). */
+const annotateTask = (task: Task) =>
+  FiberRef.update(FiberRef.currentLogAnnotations, (annotations) =>
+    HashMap.set(HashMap.set(annotations, "task", task.id), "name", task.name),
+  )
+
 /** The shortest wait of an idle runner. */
 const minimumWait = 10
 
 const isStoreError = (error: unknown): error is StoreError =>
   (error as { _tag?: unknown } | null)?._tag === "StoreError"
+
+/**
+ * Whether info lines are logged: a task's `task started` and `task finished` are only built
+ * then (the annotations of a line cost more than the check; the level is the fiber's).
+ */
+const infoLogged = Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
+  LogLevel.lessThanEqual(minimum, LogLevel.Info),
+)
 
 /**
  * Runs the tasks of the `Scheduler` with `handlers` until interrupted; then shuts down
@@ -222,14 +240,16 @@ const runWith = <R>(config: Config<R>) =>
     const heartbeatMillis = Duration.toMillis(config.heartbeatInterval)
     const wakeups = yield* scheduler.wakeups
     const state = new TaskState(config.concurrency, config.prefetch, leaseMargin(lockMillis, heartbeatMillis))
-    /** The fibers of the tasks (and of prefetched tasks being given back), by claim. */
-    const running = yield* FiberMap.make<number, void, never>()
-    const fork = yield* FiberMap.runtime(running)<R>()
+    /** The fibers of the tasks (and of prefetched tasks being given back). */
+    const running = yield* FiberSet.make<void, never>()
+    const fork = yield* FiberSet.runtime(running)<R>()
     /** Room for more tasks: a handler finished, a task was released or dropped. */
     const roomMade = yield* Queue.sliding<void>(1)
     /** Wakes the watcher when a task needs it before the time it sleeps until. */
     const watchEarlier = yield* Queue.sliding<void>(1)
     let shuttingDown = false
+    /** The runner's clock, read synchronously (set below to the clock of the runner's fiber). */
+    let clockNow: () => number = () => Date.now()
 
     const backoff = Schedule.exponential(Duration.millis(100), 2).pipe(
       Schedule.union(Schedule.spaced(config.maxErrorBackoff)),
@@ -287,33 +307,41 @@ const runWith = <R>(config: Config<R>) =>
         : { result: "failed", release: "failed", error: "interrupted" }
     }
 
-    /** Stores the release; whether it was stored. */
-    const release = (task: Task, outcome: Outcome): Effect.Effect<boolean> =>
-      outcome.release === undefined
-        ? Effect.succeed(false)
-        : scheduler.release(task.id, runnerId, outcome.release, outcome.error).pipe(
-            Effect.as(true),
-            // after its lock has expired, the task is another runner's to give back
-            Effect.tapError((error) =>
-              isStoreError(error)
-                ? Effect.logWarning("release failed; retrying").pipe(
-                    Effect.annotateLogs("error", error.message),
-                  )
-                : Effect.void,
-            ),
-            Effect.retry({
-              schedule: backoff.pipe(Schedule.upTo(config.lockDuration)),
-              while: (error) => isStoreError(error) && !shuttingDown,
-            }),
-            Effect.catchAll((error) =>
-              Effect.as(
-                Effect.logWarning("could not release the task").pipe(
-                  Effect.annotateLogs("error", error.message),
+    /** After its lock has expired, the task is another runner's to give back: retried only that long. */
+    const releaseBackoff = backoff.pipe(Schedule.upTo(config.lockDuration))
+
+    const couldNotRelease = (error: { readonly message: string }) =>
+      Effect.as(
+        Effect.logWarning("could not release the task").pipe(Effect.annotateLogs("error", error.message)),
+        false,
+      )
+
+    /** Stores the release; whether it was stored. The first try goes without the retry machinery. */
+    const release = (task: Task, outcome: Outcome): Effect.Effect<boolean> => {
+      const status = outcome.release
+      if (status === undefined) return Effect.succeed(false)
+      const store = scheduler.release(task.id, runnerId, status, outcome.error)
+      const logged = (error: { readonly message: string }) =>
+        Effect.logWarning("release failed; retrying").pipe(Effect.annotateLogs("error", error.message))
+      return Effect.matchEffect(store, {
+        onSuccess: () => Effect.succeed(true),
+        onFailure: (error) =>
+          isStoreError(error) && !shuttingDown
+            ? Effect.zipRight(
+                logged(error),
+                store.pipe(
+                  Effect.tapError((error) => (isStoreError(error) ? logged(error) : Effect.void)),
+                  Effect.retry({
+                    schedule: releaseBackoff,
+                    while: (error) => isStoreError(error) && !shuttingDown,
+                  }),
+                  Effect.as(true),
+                  Effect.catchAll(couldNotRelease),
                 ),
-                false,
-              ),
-            ),
-          )
+              )
+            : couldNotRelease(error),
+      })
+    }
 
     const signal = (queue: Queue.Queue<void>) => queue.unsafeOffer(undefined)
 
@@ -326,11 +354,13 @@ const runWith = <R>(config: Config<R>) =>
       const { task } = entry
       return Effect.uninterruptibleMask((restore) =>
         Effect.gen(function* () {
-          const startedAt = yield* Clock.currentTimeMillis
-          yield* Effect.logInfo("task started")
+          // the runner's clock, read directly (a TestClock in tests)
+          const startedAt = clockNow()
+          const info = yield* infoLogged
+          if (info) yield* Effect.logInfo("task started")
           yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksStarted, task.name))
           const exit = yield* Effect.exit(restore(attempt(task)))
-          const handlerMs = (yield* Clock.currentTimeMillis) - startedAt
+          const handlerMs = clockNow() - startedAt
           yield* Metric.update(KvMetrics.forTask(KvMetrics.taskDuration, task.name), handlerMs)
           const stoppedAs = state.handlerDone(entry)
           dispatch()
@@ -346,7 +376,8 @@ const runWith = <R>(config: Config<R>) =>
           } else if (stored && outcome.release === "failed") {
             yield* Metric.increment(KvMetrics.forTask(KvMetrics.tasksFailed, task.name))
           }
-          const finishedAt = yield* Clock.currentTimeMillis
+          if (!info) return
+          const finishedAt = clockNow()
           yield* Effect.logInfo("task finished").pipe(
             Effect.annotateLogs({
               result: outcome.result,
@@ -363,10 +394,10 @@ const runWith = <R>(config: Config<R>) =>
             dispatch()
           }),
         ),
-        Effect.annotateLogs({ task: task.id, name: task.name }),
-        Effect.withSpan("TaskRunner.execute", {
+        // the task's fiber is this effect alone: its annotations are set, not scoped (which costs more)
+        (body) => Effect.zipRight(annotateTask(task), body),
+        withSpanWhenTraced("TaskRunner.execute", {
           attributes: { "task.id": task.id, "task.name": task.name },
-          captureStackTrace: false,
         }),
       )
     }
@@ -374,7 +405,6 @@ const runWith = <R>(config: Config<R>) =>
     /** A prefetched task that will not run: given back (unless lost), its slot free. */
     const giveBack = (entry: Entry, lapsed = false) =>
       fork(
-        entry.key,
         (lapsed ? Effect.logWarning("prefetched task's lease expired; not running it") : Effect.void).pipe(
           Effect.zipRight(scheduler.release(entry.task.id, runnerId, "pending")),
           Effect.catchAll((e) =>
@@ -391,7 +421,6 @@ const runWith = <R>(config: Config<R>) =>
      * Starts prefetched tasks while slots are free, after giving back those whose lease passed
      * (they must not run late). Synchronous: called from any fiber, after any transition.
      */
-    let clockNow: () => number = () => Date.now()
     function dispatch(): void {
       if (shuttingDown) return
       signal(roomMade)
@@ -402,7 +431,7 @@ const runWith = <R>(config: Config<R>) =>
         if (entry === undefined) return
         if (state.needsWatcher(entry)) signal(watchEarlier)
         // not run at once: this may be another task's fiber, whose span and logs are its own
-        entry.fiber = fork(entry.key, execute(entry), { immediate: false })
+        entry.fiber = fork(execute(entry), { immediate: false })
       }
     }
     /** Interrupts a running handler (timed out, cancelled, lock or lease lost); a waiting one is dropped. */
@@ -547,10 +576,10 @@ const runWith = <R>(config: Config<R>) =>
         for (const entry of waiting) giveBack(entry)
         // finalizers are uninterruptible: the wait must be interruptible for the timeout to end it
         yield* Effect.ignore(
-          Effect.timeout(Effect.interruptible(FiberMap.awaitEmpty(running)), config.shutdownTimeout),
+          Effect.timeout(Effect.interruptible(FiberSet.awaitEmpty(running)), config.shutdownTimeout),
         )
         shuttingDown = true
-        yield* FiberMap.clear(running)
+        yield* FiberSet.clear(running)
         yield* Effect.logInfo("task runner stopped")
       }),
     )

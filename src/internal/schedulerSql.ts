@@ -26,7 +26,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment, Statement } from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -210,39 +209,49 @@ const decodeBackoff = (backoff: RetryBackoff | undefined) =>
 /**
  * Calls of different fibers written together: the first call of a tick schedules one write of
  * every call waiting by then (after a yield, so that the fibers of the same tick join it);
- * calls made while a write is in flight wait for the next one, so that under load each write
- * carries what arrived during the one before. Each caller gets its own result.
+ * calls made while `maxInFlight` writes are in flight wait for the next one, so that under load
+ * each write carries what arrived during the ones before. Each caller gets its own result.
+ * With two in flight, a write waits for no round trip but the one of the write before it (on
+ * PostgreSQL, whose commits wait for the disk, two commits in flight share their flushes).
  */
 const batcher = <I, A, E>(
   write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E>,
+  maxInFlight = 1,
 ) => {
-  let waiting: Array<{ readonly item: I; readonly done: Deferred.Deferred<A, E> }> = []
-  let writing = false
+  // each caller waits on its own callback (cheaper than a Deferred each, on the runner's hot path)
+  interface Waiting {
+    readonly item: I
+    /** The caller's answer, once written; its callback, once it waits. */
+    exit: Exit.Exit<A, E> | undefined
+    resume: ((exit: Exit.Exit<A, E>) => void) | undefined
+  }
+  let waiting: Array<Waiting> = []
+  /** Writes started or about to start (a scheduled flush counts). */
+  let writing = 0
   const flush: Effect.Effect<void> = Effect.suspend(() => {
     const batch = waiting
     waiting = []
+    // another flush took what was waiting: this one has nothing to write
+    if (batch.length === 0) {
+      writing--
+      return Effect.void
+    }
     return write(batch.map(({ item }) => item)).pipe(
       Effect.exit,
       Effect.flatMap((exit) =>
-        Effect.forEach(
-          batch,
-          ({ done }, i) =>
-            Deferred.done(
-              done,
-              Exit.isSuccess(exit)
-                ? (exit.value[i] ?? Exit.die(new Error("a batched write returned too few results")))
-                : Exit.failCause(exit.cause),
-            ),
-          { discard: true },
-        ),
-      ),
-      Effect.zipRight(
-        Effect.suspend(() => {
-          if (waiting.length > 0) return flush
-          writing = false
-          return Effect.void
+        Effect.sync(() => {
+          batch.forEach((entry, i) => {
+            entry.exit = Exit.isSuccess(exit)
+              ? (exit.value[i] ?? Exit.die(new Error("a batched write returned too few results")))
+              : Exit.failCause(exit.cause)
+            entry.resume?.(entry.exit)
+          })
+          if (waiting.length > 0) return true
+          writing--
+          return false
         }),
       ),
+      Effect.flatMap((more) => (more ? flush : Effect.void)),
     )
   })
   // the write runs whether or not its first caller is still waiting; once started, it finishes
@@ -250,20 +259,23 @@ const batcher = <I, A, E>(
     Effect.uninterruptible(Effect.zipRight(Effect.yieldNow(), flush)).pipe(
       Effect.onExit((exit) =>
         Effect.sync(() => {
-          if (Exit.isFailure(exit)) writing = false
+          if (Exit.isFailure(exit)) writing--
         }),
       ),
     ),
   )
   return (item: I): Effect.Effect<A, E> =>
-    Effect.flatMap(Deferred.make<A, E>(), (done) =>
-      Effect.suspend(() => {
-        waiting.push({ item, done })
-        if (writing) return Deferred.await(done)
-        writing = true
-        return Effect.zipRight(flushLater, Deferred.await(done))
-      }),
-    )
+    Effect.suspend(() => {
+      const entry: Waiting = { item, exit: undefined, resume: undefined }
+      waiting.push(entry)
+      const answer = Effect.async<A, E>((resume) => {
+        if (entry.exit === undefined) entry.resume = resume
+        else resume(entry.exit)
+      })
+      if (writing >= maxInFlight) return answer
+      writing++
+      return Effect.zipRight(flushLater, answer)
+    })
 }
 
 /** `items` with each id at most once, and the rest (ids seen before), for a statement per id. */
@@ -597,23 +609,21 @@ export const make = (
     /** A statement per case: any task name, or some (`names`, one bound list). */
     const byNames = <A>(make: (some: boolean) => A) => ({ any: make(false), some: make(true) })
 
-    // PostgreSQL, one statement: SKIP LOCKED, so that runners taking (or giving back) at the
-    // same time skip each other's rows; MATERIALIZED, so that the due tasks are chosen once (a
-    // subquery the plan rescans would lock more than `limit` rows). The expired tasks given back
-    // are not among those taken (one snapshot): the next lock takes them.
+    // PostgreSQL, one statement: the due tasks are taken by `kv_take_tasks` (migration
+    // `0010_task_claim`: SKIP LOCKED, so that runners taking or giving back at the same time
+    // skip each other's rows, in claim index order whatever the statistics say). The expired
+    // tasks are given back by the CTE, which runs after the function (the statement does not
+    // read it) in the statement's snapshot, so they are not among those taken: the next lock
+    // takes them. The two touch different rows (running ones here, pending ones there).
     const lockPgStatement = byNames((some) =>
       compiled<Take, TaskRow>(
         (p) => sql`WITH reclaimed AS (
             UPDATE kv_tasks SET ${reclaimAssignments(p.now)}
             WHERE "seq" IN (SELECT "seq" FROM kv_tasks WHERE "status" = 'running' AND "lock_expires_at" <= ${at(p.now)}
               FOR UPDATE SKIP LOCKED)
-          ), due AS MATERIALIZED (
-            SELECT "seq" AS due_seq FROM kv_tasks
-            WHERE "status" = 'pending' AND "scheduled_for" <= ${at(p.now)} ${ofNames(some, p.names)}
-            ORDER BY ${claimOrder} LIMIT ${p.limit} FOR UPDATE SKIP LOCKED)
-          UPDATE kv_tasks SET ${takeAssignments(p)} FROM due
-          WHERE kv_tasks."seq" = due.due_seq AND kv_tasks."status" = 'pending'
-          RETURNING ${columns}`,
+          )
+          SELECT ${columns} FROM kv_take_tasks(${p.runner}::text, ${at(p.now)}, ${at(p.expires)}, ${p.limit}::bigint,
+            ${some ? sql`${p.names}::text[]` : sql.literal("NULL")})`,
       ),
     )
 
@@ -914,22 +924,27 @@ export const make = (
       )
     }
 
-    /** Releases of one tick, written together; each caller gets its own answer. */
-    const releaseBatched = batcher<Release, void, TaskNotHeldError | StoreError>((items) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        const held = yield* releaseAll(items, now)
-        if (items.some((item, i) => held[i] && item.status === "pending")) yield* tasksChanged
-        return yield* Effect.forEach(
-          items,
-          (item, i): Effect.Effect<Released> =>
-            held[i]
-              ? Effect.succeed(Exit.void)
-              : Effect.map(run("release", getTask(item.id)), (found) =>
-                  Exit.fail(notHeldError(item.id, item.runner, found)),
-                ).pipe(Effect.catchAll((error) => Effect.succeed(Exit.fail(error)))),
-        )
-      }),
+    /**
+     * Releases of one tick, written together, two writes in flight; each caller gets its own
+     * answer. (A task is released once per claim, so two writes never carry the same claim.)
+     */
+    const releaseBatched = batcher<Release, void, TaskNotHeldError | StoreError>(
+      (items) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          const held = yield* releaseAll(items, now)
+          if (items.some((item, i) => held[i] && item.status === "pending")) yield* tasksChanged
+          return yield* Effect.forEach(
+            items,
+            (item, i): Effect.Effect<Released> =>
+              held[i]
+                ? Effect.succeed(Exit.void)
+                : Effect.map(run("release", getTask(item.id)), (found) =>
+                    Exit.fail(notHeldError(item.id, item.runner, found)),
+                  ).pipe(Effect.catchAll((error) => Effect.succeed(Exit.fail(error)))),
+          )
+        }),
+      2,
     )
 
     const release = (
@@ -1280,12 +1295,15 @@ export const make = (
           return yield* lock(runner, millis, names, yield* decodeLimit(count))
         }),
 
+      // on a runner's path once per task: a chain rather than a generator
       release: (id, runnerId, status, error) =>
-        Effect.gen(function* () {
-          const checkedId = yield* decodeId(id)
-          const runner = yield* runnerArgs.runnerId(runnerId)
-          return yield* release(checkedId, runner, yield* decodeReleaseStatus(status), error)
-        }),
+        Effect.flatMap(decodeId(id), (checkedId) =>
+          Effect.flatMap(runnerArgs.runnerId(runnerId), (runner) =>
+            Effect.flatMap(decodeReleaseStatus(status), (checkedStatus) =>
+              release(checkedId, runner, checkedStatus, error),
+            ),
+          ),
+        ),
 
       nextDue: (taskTypes) => Effect.flatMap(runnerArgs.taskTypes(taskTypes), nextDue),
 

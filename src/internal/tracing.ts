@@ -51,6 +51,16 @@ const noAttributes: Attributes = {}
 /** Effect's own tracer, the one of the default services: its spans go nowhere. */
 const builtInTracer = Effect.runSync(Effect.tracer)
 
+/** `effect` in a span when the application installed a tracer, else as it is (as `traced` does). */
+export const withSpanWhenTraced =
+  (name: string, options: { readonly attributes: Attributes }) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.tracerWith((tracer) =>
+      tracer === builtInTracer
+        ? effect
+        : Effect.withSpan(effect, name, { attributes: options.attributes, captureStackTrace: false }),
+    )
+
 /** The service with every operation of `spec` in a span `prefix.name`. */
 export const traced = <S extends object>(prefix: string, service: S, spec: Spec<S>): S => {
   const out: Record<string, unknown> = { ...(service as Record<string, unknown>) }
