@@ -253,6 +253,15 @@ const decodePatch = Arg.args({
   type: Arg.optional(Arg.RecordType),
   ttl: Arg.optional(Arg.Ttl),
 })
+/** Decoded write arguments with the expiry their `ttl` gives at `now` (`expiresAt`). */
+const withExpiry = <A extends { readonly ttl: Arg.Millis | undefined }>(
+  now: number,
+  decoded: Effect.Effect<A, InvalidArgumentError>,
+): Effect.Effect<A & { readonly expiresAt: number | null }, InvalidArgumentError> =>
+  Effect.flatMap(decoded, (args) =>
+    Effect.map(expiryOf(now, args.ttl), (expiresAt) => ({ ...args, expiresAt })),
+  )
+
 /** When a record written at `now` with `ttl` expires (epoch ms); `null` without a ttl. */
 const expiryOf = (
   now: number,
@@ -345,8 +354,11 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
       const column = table === undefined ? sql`"expires_at"` : sql`${sql.literal(table)}."expires_at"`
       return sql`COALESCE(${column} > ${now}, TRUE)`
     }
-    /** NOT live, for a row that exists: NULL `expires_at` compares as not expired. */
-    const expiredAt = (now: unknown, table: string) => sql`${sql.literal(table)}."expires_at" <= ${now}`
+    // An upsert's conflicting row is judged at the write's own time, the new row's `created`
+    // (`excluded."created"`), not at a bound `now`: rqlite parses every statement, and an
+    // upsert with parameters in its DO UPDATE part (or a longer one) cost its puts a quarter
+    // of their rate at 50 in flight. NULL `expires_at` is not expired.
+    const expiredRow = sql`kv_records."expires_at" <= excluded."created"`
 
     const selectKey = compiled<{ key: Arg.Key }, RecordRow>(
       ({ key }) => sql`SELECT ${columns} FROM kv_records WHERE "key" = ${key}`,
@@ -636,12 +648,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
     const insert = (p: Statements.Placeholders<Write>, value: unknown, type: unknown) =>
       sql`INSERT INTO kv_records ("key", "version", "value", "type", "created", "expires_at")
         VALUES (${p.key}, 1, ${value}, ${type}, ${p.created}, ${p.expires})`
-    // An upsert's conflicting row is judged at the write's own time, the new row's `created`
-    // (`excluded."created"`), not at a bound `now`: rqlite parses every statement, and an
-    // upsert with parameters in its DO UPDATE part (or a longer one) cost its puts a quarter
-    // of their rate at 50 in flight.
-    const expiredRow = sql`kv_records."expires_at" <= excluded."created"`
-    /** `then` where the conflicting row is live, else (it expired; NULL is not) `otherwise`. */
+    /** `then` where an upsert's conflicting row is live, else (it expired) `otherwise`. */
     const ifLive = (then: Fragment, otherwise: Fragment) =>
       sql`CASE WHEN ${expiredRow} THEN ${otherwise} ELSE ${then} END`
     /**
@@ -753,7 +760,7 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
               FROM input AS i ORDER BY i."row"
               ON CONFLICT ("key") DO UPDATE SET "version" = 1, "value" = excluded."value", "type" = excluded."type",
                 "created" = excluded."created", "expires_at" = excluded."expires_at"
-              WHERE ${expiredAt(sql`${p.created}::timestamptz`, "kv_records")}
+              WHERE ${expiredRow}
               RETURNING "key")
             ${failFirstMissing(marker)}`,
         )
@@ -968,40 +975,36 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
         })
       return Mutation.$match(mutation, {
         Put: (m) =>
-          Effect.flatMap(decodePut(m), ({ key, ttl, type, value, version }) =>
-            Effect.map(
-              expiryOf(now, ttl),
-              (expiresAt): Decoded => ({
-                _tag: "write",
-                write: {
-                  op: "put",
-                  mutation: index,
-                  key,
-                  version,
-                  value,
-                  type: type ?? typeOf(m.value),
-                  expiresAt,
-                },
-              }),
-            ),
+          Effect.map(
+            withExpiry(now, decodePut(m)),
+            ({ expiresAt, key, type, value, version }): Decoded => ({
+              _tag: "write",
+              write: {
+                op: "put",
+                mutation: index,
+                key,
+                version,
+                value,
+                type: type ?? typeOf(m.value),
+                expiresAt,
+              },
+            }),
           ),
         Patch: (m) =>
-          Effect.flatMap(decodePatch(m), ({ key, patch, ttl, type, version }) =>
-            Effect.map(
-              expiryOf(now, ttl),
-              (expiresAt): Decoded => ({
-                _tag: "write",
-                write: {
-                  op: "patch",
-                  mutation: index,
-                  key,
-                  version,
-                  value: patch,
-                  type: type ?? null,
-                  expiresAt,
-                },
-              }),
-            ),
+          Effect.map(
+            withExpiry(now, decodePatch(m)),
+            ({ expiresAt, key, patch, type, version }): Decoded => ({
+              _tag: "write",
+              write: {
+                op: "patch",
+                mutation: index,
+                key,
+                version,
+                value: patch,
+                type: type ?? null,
+                expiresAt,
+              },
+            }),
           ),
         Delete: (m) => Effect.map(decodeKey(m.key), (key) => deleting(key)(deleteKey({ key, now: created }))),
         Check: (m) =>
@@ -1019,26 +1022,24 @@ export const make: Effect.Effect<StoreService, never, SqlClient.SqlClient | SqlE
             }),
           ),
         Increment: (m) =>
-          Effect.flatMap(decodeIncrement(m), ({ by, key, ttl }) =>
-            Effect.map(
-              expiryOf(now, ttl),
-              (expiresAt): Decoded => ({
-                _tag: "statements",
-                planned: [
-                  [expectNumber({ key, now: created }), { kind: "number", key }],
-                  [
-                    increments.batch({
-                      key,
-                      by: JSON.stringify(by),
-                      created,
-                      expires: expiryTime(expiresAt),
-                    }),
-                    { kind: "write", mutation: index },
-                  ],
+          Effect.map(
+            withExpiry(now, decodeIncrement(m)),
+            ({ by, expiresAt, key }): Decoded => ({
+              _tag: "statements",
+              planned: [
+                [expectNumber({ key, now: created }), { kind: "number", key }],
+                [
+                  increments.batch({
+                    key,
+                    by: JSON.stringify(by),
+                    created,
+                    expires: expiryTime(expiresAt),
+                  }),
+                  { kind: "write", mutation: index },
                 ],
-                touches: { key, exists: true },
-              }),
-            ),
+              ],
+              touches: { key, exists: true },
+            }),
           ),
         // the batch's tasks are written together after its key writes (see `mutateAll`)
         Task: () => Effect.succeed<Decoded>({ _tag: "statements", planned: [], touches: undefined }),
