@@ -28,6 +28,7 @@ import * as Queue from "effect/Queue"
 import * as RcRef from "effect/RcRef"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import { tryOfRepeated } from "./failureRuns.js"
 
 /** What changed: the task table, or the change stream. */
 export type Channel = "tasks" | "stream"
@@ -141,24 +142,17 @@ export const polled =
   (channel, { wake, ready }) =>
     Effect.suspend(() => {
       let last: { readonly version: A } | undefined
-      let failing = false
-      const check = Effect.matchCauseEffect(version, {
-        onFailure: (cause) => {
-          if (failing) return Effect.void
-          failing = true
-          return Effect.logWarning(
+      const check = tryOfRepeated(version, {
+        onFirstFailure: (cause) =>
+          Effect.logWarning(
             `${what} failed: ${messageOf(Cause.squash(cause))}; until it works again, idle waiters on "${channel}" ` +
               "notice other processes' changes only when they poll",
             cause,
-          )
-        },
-        onSuccess: (current) => {
+          ),
+        onSuccess: (current, recovered) => {
           const changed = last !== undefined && last.version !== current
           last = { version: current }
-          if (failing) {
-            failing = false
-            return Effect.zipRight(Effect.logInfo(`${what} works again`), wake)
-          }
+          if (recovered) return Effect.zipRight(Effect.logInfo(`${what} works again`), wake)
           return changed ? wake : Effect.void
         },
       })

@@ -13,7 +13,6 @@
  * Built in this order: the dialect check, the schema (migrated, or checked), the services.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -24,6 +23,7 @@ import * as ConsumerSql from "../internal/consumerSql.js"
 import * as CronSql from "../internal/cronSql.js"
 import { CronStorage } from "../internal/cronStorage.js"
 import { executorOf, SqlExecutor } from "../internal/executor.js"
+import { tryOfRepeated } from "../internal/failureRuns.js"
 import { makeMigrator } from "../internal/migrations.js"
 import * as SchedulerSql from "../internal/schedulerSql.js"
 import { failuresOf } from "../internal/sqlShared.js"
@@ -123,26 +123,12 @@ const sweepExpired = (store: StoreService, interval: Duration.DurationInput) =>
     ),
   )
 
-const sweepOnce = (store: StoreService) => {
-  let failing = false
-  const once = store.expire().pipe(
-    Effect.tap(() =>
-      Effect.suspend(() => {
-        if (!failing) return Effect.void
-        failing = false
-        return Effect.logInfo("effect-kv: the expiry sweep works again")
-      }),
-    ),
-    Effect.catchAllCause((cause) =>
-      Effect.suspend(() => {
-        if (failing || Cause.isInterruptedOnly(cause)) return Effect.void
-        failing = true
-        return Effect.logWarning("effect-kv: the expiry sweep failed; retrying", cause)
-      }),
-    ),
-  )
-  return once
-}
+const sweepOnce = (store: StoreService) =>
+  tryOfRepeated(store.expire(), {
+    onFirstFailure: (cause) => Effect.logWarning("effect-kv: the expiry sweep failed; retrying", cause),
+    onSuccess: (_, recovered) =>
+      recovered ? Effect.logInfo("effect-kv: the expiry sweep works again") : Effect.void,
+  })
 
 /**
  * The Store and the Scheduler, each operation in a span (unless `spans: false`): the one place
